@@ -1,0 +1,209 @@
+"""The model bundle: the one contract between trainer, engine builder and node.
+
+A bundle is a directory holding ``model.json`` beside the model files (``model.onnx``,
+``model.ts``, optionally ``*.engine`` with a sidecar ``*.engine.json``). ``model.json``
+says everything a consumer needs to turn camera pixels into the network's input and the
+network's outputs into boxes; nothing about preprocessing or decoding is hard-coded elsewhere.
+
+model.json (format 1)::
+
+    {
+      "format": 1,
+      "arch": "centernet",                      # informative
+      "classes": ["cup", "bottle", ...],        # index -> class name
+      "input": {
+        "name": "images", "height": 256, "width": 320,
+        "layout": "NCHW",                        # or "NHWC"
+        "color": "RGB",                          # channel order the network expects
+        "resize": "letterbox",                   # or "stretch"
+        "pad_value": 114,                        # letterbox border, 0..255
+        "mean": [0.0, 0.0, 0.0],                 # applied after scaling pixels to [0, 1]
+        "std": [1.0, 1.0, 1.0]
+      },
+      "output": {"format": "dense_boxes_scores", "names": ["detections"]},
+      "postprocess": {"score_threshold": 0.3, "nms_iou_threshold": 0.5, "max_detections": 100},
+      "onnx_sha256": "...",                      # of model.onnx
+      ... free-form: "training", "metrics", "versions"
+    }
+
+Output formats (see ``decode.py``):
+
+``dense_boxes_scores``
+    One output ``[B, N, 4 + C]``: columns 0-3 are x1, y1, x2, y2 in network-input pixels,
+    columns 4.. are per-class scores in [0, 1]; non-peak locations are already zeroed in
+    the graph, so each object has one candidate per class.
+``class_box``
+    The lesson's single-object model: outputs ``[B, C]`` class logits and ``[B, 4]`` box
+    x1, y1, x2, y2 normalised to [0, 1] of the network input; one detection per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FORMAT = 1
+MODEL_JSON = 'model.json'
+OUTPUT_FORMATS = ('dense_boxes_scores', 'class_box')
+LAYOUTS = ('NCHW', 'NHWC')
+COLORS = ('RGB', 'BGR')
+RESIZE_MODES = ('letterbox', 'stretch')
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    height: int
+    width: int
+    layout: str = 'NCHW'
+    color: str = 'RGB'
+    resize: str = 'letterbox'
+    pad_value: int = 114
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    format: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Postprocess:
+    score_threshold: float = 0.3
+    nms_iou_threshold: float = 0.5
+    max_detections: int = 100
+
+
+@dataclass(frozen=True)
+class Bundle:
+    directory: Path
+    classes: tuple[str, ...]
+    input: InputSpec
+    output: OutputSpec
+    postprocess: Postprocess
+    onnx_sha256: str | None = None
+    arch: str = ''
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.directory / 'model.onnx'
+
+    @property
+    def torchscript_path(self) -> Path:
+        return self.directory / 'model.ts'
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundle_directory(path: str | Path) -> Path:
+    """The bundle directory for a bundle directory or any model file inside one."""
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def _require(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise BundleError(f'{where}: {message}')
+
+
+def _choice(section: dict, key: str, choices: tuple[str, ...], where: str, default: str) -> str:
+    value = section.get(key, default)
+    _require(value in choices, f'{where}: {key}', f'must be one of {list(choices)}, got {value!r}')
+    return value
+
+
+def _triple(section: dict, key: str, where: str, default: tuple) -> tuple[float, float, float]:
+    value = section.get(key, list(default))
+    _require(isinstance(value, (list, tuple)) and len(value) == 3
+             and all(isinstance(v, (int, float)) for v in value),
+             f'{where}: {key}', f'must be three numbers, got {value!r}')
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundle:
+    """Validate a model.json document; ``where`` names it in errors."""
+    _require(isinstance(data, dict), where, 'must be a JSON object')
+    _require(data.get('format') == BUNDLE_FORMAT, f'{where}: format',
+             f'expected {BUNDLE_FORMAT}, got {data.get("format")!r}')
+    classes = data.get('classes')
+    _require(isinstance(classes, list) and classes and all(isinstance(c, str) and c for c in classes),
+             f'{where}: classes', 'must be a non-empty list of class names')
+    _require(len(set(classes)) == len(classes), f'{where}: classes', 'class names must be unique')
+
+    inp = data.get('input')
+    _require(isinstance(inp, dict), f'{where}: input', 'missing or not an object')
+    for key in ('height', 'width'):
+        _require(isinstance(inp.get(key), int) and inp[key] > 0, f'{where}: input.{key}',
+                 f'must be a positive integer, got {inp.get(key)!r}')
+    _require(isinstance(inp.get('name'), str) and inp['name'], f'{where}: input.name',
+             'must name the network input tensor')
+    std = _triple(inp, 'std', f'{where}: input', (1.0, 1.0, 1.0))
+    _require(all(s > 0 for s in std), f'{where}: input.std', 'must be positive')
+    pad = inp.get('pad_value', 114)
+    _require(isinstance(pad, int) and 0 <= pad <= 255, f'{where}: input.pad_value', 'must be 0..255')
+    input_spec = InputSpec(
+        name=inp['name'], height=inp['height'], width=inp['width'],
+        layout=_choice(inp, 'layout', LAYOUTS, f'{where}: input', 'NCHW'),
+        color=_choice(inp, 'color', COLORS, f'{where}: input', 'RGB'),
+        resize=_choice(inp, 'resize', RESIZE_MODES, f'{where}: input', 'letterbox'),
+        pad_value=pad, mean=_triple(inp, 'mean', f'{where}: input', (0.0, 0.0, 0.0)), std=std)
+
+    out = data.get('output')
+    _require(isinstance(out, dict), f'{where}: output', 'missing or not an object')
+    names = out.get('names')
+    _require(isinstance(names, list) and names and all(isinstance(n, str) for n in names),
+             f'{where}: output.names', 'must list the output tensor names')
+    output_spec = OutputSpec(format=_choice(out, 'format', OUTPUT_FORMATS, f'{where}: output', ''),
+                             names=tuple(names))
+    _require(len(names) == (1 if output_spec.format == 'dense_boxes_scores' else 2),
+             f'{where}: output.names', f'wrong number of outputs for {output_spec.format}')
+
+    post = data.get('postprocess', {})
+    _require(isinstance(post, dict), f'{where}: postprocess', 'must be an object')
+    postprocess = Postprocess(**{k: post[k] for k in ('score_threshold', 'nms_iou_threshold',
+                                                      'max_detections') if k in post})
+    _require(0.0 <= postprocess.score_threshold <= 1.0, f'{where}: postprocess.score_threshold',
+             'must be in [0, 1]')
+    _require(0.0 < postprocess.nms_iou_threshold <= 1.0, f'{where}: postprocess.nms_iou_threshold',
+             'must be in (0, 1]')
+    _require(isinstance(postprocess.max_detections, int) and postprocess.max_detections > 0,
+             f'{where}: postprocess.max_detections', 'must be a positive integer')
+    return Bundle(directory=directory, classes=tuple(classes), input=input_spec, output=output_spec,
+                  postprocess=postprocess, onnx_sha256=data.get('onnx_sha256'),
+                  arch=str(data.get('arch', '')), raw=data)
+
+
+def load_bundle(path: str | Path, check_onnx_hash: bool = False) -> Bundle:
+    """Load the bundle that holds ``path`` (the directory or a model file in it)."""
+    directory = bundle_directory(path)
+    model_json = directory / MODEL_JSON
+    if not model_json.is_file():
+        raise BundleError(f'{model_json}: no model.json; a bundle directory needs one '
+                          '(perception-export writes it)')
+    try:
+        data = json.loads(model_json.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f'{model_json}: unreadable: {exc}') from exc
+    bundle = parse_model_json(data, directory, str(model_json))
+    if check_onnx_hash and bundle.onnx_sha256 and bundle.onnx_path.is_file():
+        actual = sha256_of(bundle.onnx_path)
+        if actual != bundle.onnx_sha256:
+            raise BundleError(f'{bundle.onnx_path}: sha256 {actual} does not match '
+                              f'model.json onnx_sha256 {bundle.onnx_sha256}')
+    return bundle

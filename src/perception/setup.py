@@ -1,0 +1,28 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'perception'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        # The workspace's top-level launch/ and config/ are the single source; this package installs them.
+        ('share/' + package_name + '/launch', glob('../../launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('../../config/*.yaml') + glob('../../config/*.xml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='Perception workspace maintainers',
+    maintainer_email='maintainers@isaac-trt-perception.dev',
+    description='Bringup: deployment YAML to node parameters, launch wiring, bag replay tools.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+        ],
+    },
+)

@@ -1,0 +1,239 @@
+"""Every parameter of the isaac_trt_perception node, declared once.
+
+A parameter's name is its dotted key path under ``deployment_config`` in
+``config/jetson_deployment.yaml`` (``runtime.inference_frequency``). The bringup turns the YAML
+into a params file of the form ``{node_name: {ros__parameters: <deployment_config>}}`` and ROS 2
+flattens the nested dicts into exactly these names. Both the bringup's validation and the node
+check values through :func:`check_value`, so a wrong type or range is reported the same way,
+naming the key path, wherever it is found.
+
+Lesson keys keep the lesson's example value as default (and so its type); keys the lesson does not
+have are marked ``extension``. :func:`markdown_table` renders the README's parameter table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ParameterValue = bool | int | float | str | list
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str                 # dotted, mirrors the YAML key path under deployment_config
+    default: ParameterValue   # typed default (lists typed by the lesson's example)
+    description: str          # one line; the README parameter table is generated from it
+    choices: tuple = ()       # allowed values (strings or numbers), empty = any
+    minimum: float | None = None
+    maximum: float | None = None
+    extension: bool = False   # True for keys not in the lesson's schema
+
+
+class ParameterError(ValueError):
+    """A parameter value that cannot be used; the message starts with the key path."""
+
+
+BACKENDS = ('auto', 'tensorrt', 'torchscript', 'onnxruntime', 'torch_cuda')
+FALLBACK_BEHAVIORS = ('degraded', 'report')
+LOG_LEVELS = ('DEBUG', 'INFO', 'WARN', 'WARNING', 'ERROR', 'FATAL')
+_MEMORY_SIZE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$', re.IGNORECASE)
+_MEMORY_UNITS = {'b': 1, 'kb': 10**3, 'mb': 10**6, 'gb': 10**9, 'tb': 10**12,
+                 'kib': 2**10, 'mib': 2**20, 'gib': 2**30, 'tib': 2**40}
+
+P = Parameter
+PARAMETERS: tuple[Parameter, ...] = (
+    # target_platform: checked against the engine's sidecar and the GPU when an engine is loaded.
+    P('target_platform.type', 'jetson', 'Platform family (dgpu = a discrete-GPU PC); checked against the '
+      'engine sidecar.', choices=('jetson', 'dgpu')),
+    P('target_platform.model', 'jetson_orin_nano', 'Device model (jetson_orin_nano, jetson_agx_orin, ...); '
+      'reported in diagnostics and checked against the engine sidecar.'),
+    P('target_platform.compute_capability', '8.7', 'CUDA compute capability "major.minor" of the device; '
+      'a TensorRT engine built for another one is refused.'),
+    # model
+    P('model.path', 'package://perception/models/detector/model.onnx', 'Model file in a bundle: '
+      '.engine/.plan (TensorRT), .ts (TorchScript), .onnx (ONNX Runtime); package://, absolute, or '
+      'relative to the YAML.'),
+    P('model.input_shape', [1, 3, 256, 320], 'Network input [N, C, H, W]; must match the bundle\'s '
+      'model.json, checked at start.'),
+    P('model.precision', 'fp16', 'Inference precision: the engine\'s (checked against its sidecar) and '
+      'the torch_cuda path\'s (fp16 or fp32).', choices=('fp16', 'fp32', 'int8')),
+    P('model.batch_size', 1, 'Frames per inference; the node always runs the newest single frame, so '
+      'values above 1 are reported and treated as 1.', minimum=1),
+    P('model.backend', 'auto', 'Backend: auto = by model.path\'s extension, else one of tensorrt, '
+      'torchscript, onnxruntime, torch_cuda; on failure the documented fallback chain applies.',
+      choices=BACKENDS, extension=True),
+    P('model.rebuild_on_mismatch', False, 'Rebuild the TensorRT engine from the bundle\'s ONNX when its '
+      'sidecar does not match this device, instead of falling back.', extension=True),
+    P('model.build_on_start', False, 'Build the TensorRT engine from the bundle\'s ONNX at start when '
+      'model.path names an engine that does not exist yet.', extension=True),
+    # detection (all extensions; negative or zero = the bundle's model.json default)
+    P('detection.score_threshold', -1.0, 'Minimum detection score in [0, 1]; -1 = the bundle\'s '
+      'postprocess.score_threshold.', minimum=-1.0, maximum=1.0, extension=True),
+    P('detection.nms_iou_threshold', -1.0, 'IoU above which same-class boxes are suppressed, in (0, 1]; '
+      '-1 = the bundle\'s default.', minimum=-1.0, maximum=1.0, extension=True),
+    P('detection.max_detections', 0, 'Most detections per frame, best first; 0 = the bundle\'s default.',
+      minimum=0, extension=True),
+    # performance: engine-build settings, passed to the engine check (sidecar comparison).
+    P('performance.max_batch_size', 8, 'Largest batch the engine profile allows; checked against the '
+      'engine sidecar.', minimum=1),
+    P('performance.workspace_size', 2147483648, 'TensorRT builder workspace in bytes; used when the node '
+      'builds an engine.', minimum=0),
+    P('performance.minimum_segment_size', 3, 'Torch-TensorRT minimum segment size; used when compiling '
+      'TorchScript with Torch-TensorRT.', minimum=1),
+    P('performance.sparse_weights', False, 'Allow sparse-weight tactics when building an engine.'),
+    P('performance.calibrated_preview', False, 'Allow preview TensorRT features when building an engine.'),
+    # resources
+    P('resources.gpu_usage', 0.8, 'Fraction of GPU memory the backend may take (torch_cuda, TensorRT, '
+      'ONNX Runtime CUDA).', minimum=0.0, maximum=1.0),
+    P('resources.cpu_affinity', [0, 1, 2, 3], 'CPU cores the node runs on; cores this machine lacks are '
+      'dropped with a warning.'),
+    P('resources.memory_limit', '2GB', 'Resident memory guard ("2GB", "512MiB"); above it the node '
+      'degrades, and refuses to start a model that cannot fit.'),
+    P('resources.power_mode', 'MAXN', 'Expected Jetson power mode; the active one is read with nvpmodel '
+      'and reported, a mismatch warned.'),
+    # runtime
+    P('runtime.inference_frequency', 30.0, 'Most frames processed per second (Hz); extra frames are '
+      'dropped, the newest one always wins; 0 = every frame.', minimum=0.0),
+    P('runtime.enable_profiling', True, 'Write per-stage timings (convert, preprocess, infer, '
+      'postprocess, publish) to runtime.profile_output_path.'),
+    P('runtime.profile_output_path', '/tmp/perception/inference_profile.json', 'Profile JSON, rewritten '
+      'every logging.diagnostic_interval and at shutdown.'),
+    P('runtime.enable_monitoring', True, 'Write fps, latency percentiles, drops, CPU, RSS and GPU memory '
+      'to runtime.monitoring_output_path.'),
+    P('runtime.monitoring_output_path', '/tmp/perception/performance_metrics.json', 'Monitoring JSON, '
+      'rewritten every logging.diagnostic_interval and at shutdown.'),
+    # safety
+    P('safety.max_inference_time', 0.1, 'Inference deadline in seconds; a slower frame is an overrun, '
+      'a run of overruns triggers safety.fallback_behavior.', minimum=0.0),
+    P('safety.fallback_behavior', 'degraded', 'On a run of overruns: degraded = halve the processing '
+      'rate (repeatedly) until inference is fast again; report = only count and warn.',
+      choices=FALLBACK_BEHAVIORS),
+    P('safety.watchdog_timeout', 5.0, 'Seconds without an input image before /diagnostics and the log '
+      'report the camera as stale.', minimum=0.0),
+    P('safety.overrun_limit', 3, 'Consecutive overruns that switch to the fallback behaviour; as many '
+      'consecutive on-time frames step back toward full rate.', minimum=1, extension=True),
+    # ros_integration
+    P('ros_integration.node_name', 'isaac_trt_perception', 'Node name (launch file and params file use '
+      'it).'),
+    P('ros_integration.input_topic', '/camera/image_rect', 'sensor_msgs/Image input topic.'),
+    P('ros_integration.output_topic', '/object_detections', 'vision_msgs/Detection2DArray output topic.'),
+    P('ros_integration.qos_profile.reliability', 'best_effort', 'Input and output reliability.',
+      choices=('best_effort', 'reliable', 'system_default')),
+    P('ros_integration.qos_profile.durability', 'volatile', 'Input and output durability.',
+      choices=('volatile', 'transient_local', 'system_default')),
+    P('ros_integration.qos_profile.history', 'keep_last', 'Input and output history.',
+      choices=('keep_last', 'keep_all', 'system_default')),
+    P('ros_integration.qos_profile.depth', 1, 'Queue depth for keep_last; 1 keeps only the newest frame.',
+      minimum=1),
+    P('ros_integration.debug_image_topic', '', 'sensor_msgs/Image topic with boxes drawn; "" = off (no '
+      'cost).', extension=True),
+    P('ros_integration.label_info_topic', '/object_detections/label_info', 'vision_msgs/LabelInfo topic '
+      '(transient local) with the class map.', extension=True),
+    P('ros_integration.frame_id_override', '', 'frame_id written into detections; "" = keep the image\'s.',
+      extension=True),
+    # logging
+    P('logging.level', 'INFO', 'Node log level.', choices=LOG_LEVELS),
+    P('logging.log_path', '/tmp/perception/jetson_deployment.log', 'File that also receives the node\'s '
+      'log lines; "" = none.'),
+    P('logging.diagnostic_interval', 5.0, 'Seconds between /diagnostics messages (and metric file '
+      'writes).', minimum=0.1),
+    P('logging.enable_detailed_logging', False, 'Log one DEBUG-level line per processed frame with '
+      'stage timings and detection count.'),
+)
+del P
+
+
+def by_name() -> dict[str, Parameter]:
+    return {p.name: p for p in PARAMETERS}
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes in a size such as "2GB", "512MiB" or "1000000"; ValueError if it is not one."""
+    match = _MEMORY_SIZE.match(text)
+    if not match:
+        raise ValueError(f'not a memory size: {text!r} (use e.g. "2GB" or "512MiB")')
+    return int(float(match.group(1)) * _MEMORY_UNITS[(match.group(2) or 'B').lower()])
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def check_value(parameter: Parameter, value: object) -> ParameterValue:
+    """The value converted to the parameter's type, or ParameterError naming the key path.
+
+    Integers are accepted for float parameters (YAML ``30`` for 30 Hz); nothing else is converted.
+    """
+    where = parameter.name
+    default = parameter.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value  # type: ignore[arg-type]
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        element = type(default[0]) if default else object
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, element) and not isinstance(v, bool) for v in value)
+        value = list(value) if ok else value  # type: ignore[call-overload]
+    if not ok:
+        expected = (f'list of {type(default[0]).__name__}' if isinstance(default, list) and default
+                    else _type_name(default))
+        raise ParameterError(f'{where}: expected {expected}, got {_type_name(value)} {value!r}')
+    if parameter.choices and value not in parameter.choices:
+        raise ParameterError(f'{where}: must be one of {list(parameter.choices)}, got {value!r}')
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if parameter.minimum is not None and value < parameter.minimum:
+            raise ParameterError(f'{where}: must be >= {parameter.minimum}, got {value!r}')
+        if parameter.maximum is not None and value > parameter.maximum:
+            raise ParameterError(f'{where}: must be <= {parameter.maximum}, got {value!r}')
+    if where == 'resources.memory_limit':
+        try:
+            parse_memory_size(str(value))
+        except ValueError as exc:
+            raise ParameterError(f'{where}: {exc}') from exc
+    if where == 'model.input_shape' and (len(value) != 4 or min(value) <= 0):  # type: ignore[arg-type]
+        raise ParameterError(f'{where}: must be four positive integers [N, C, H, W], got {value!r}')
+    if where == 'target_platform.compute_capability' and not re.fullmatch(r'\d+\.\d+', str(value)):
+        raise ParameterError(f'{where}: must be "major.minor" such as "8.7", got {value!r}')
+    return value  # type: ignore[return-value]
+
+
+def check_values(values: dict[str, object]) -> dict[str, ParameterValue]:
+    """Check a flat {dotted name: value} mapping; unknown names are errors too.
+
+    Returns every parameter: the given values checked, the rest at their defaults.
+    """
+    known = by_name()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParameterError(f'{unknown[0]}: unknown key (known keys: see the README parameter table)'
+                             + (f'; also unknown: {", ".join(unknown[1:])}' if len(unknown) > 1 else ''))
+    return {name: check_value(p, values[name]) if name in values else p.default
+            for name, p in known.items()}
+
+
+def _markdown_value(value: ParameterValue) -> str:
+    if isinstance(value, bool):
+        return f'`{str(value).lower()}`'
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f'`{value}`'
+
+
+def markdown_table() -> str:
+    """The README's parameter table, one row per parameter, in declaration order."""
+    rows = ['| Parameter | Default | Meaning |', '| --- | --- | --- |']
+    for p in PARAMETERS:
+        meaning = p.description
+        if p.choices:
+            meaning += ' One of: ' + ', '.join(f'`{c}`' for c in p.choices) + '.'
+        if p.extension:
+            meaning += ' *(extension)*'
+        rows.append(f'| `{p.name}` | {_markdown_value(p.default)} | {meaning.replace("|", "/")} |')
+    return '\n'.join(rows) + '\n'

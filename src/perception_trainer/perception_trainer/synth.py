@@ -77,14 +77,15 @@ def _fill(shape: _Shape, points: Sequence[tuple[float, float]], colour: np.ndarr
 
 
 def _ellipse(shape: _Shape, centre: tuple[float, float], axes: tuple[float, float], colour: np.ndarray,
-             thickness: int = -1, arc: tuple[float, float] = (0, 360)) -> None:
+             *, thickness: int = -1) -> None:
     c = (round(centre[0]), round(centre[1]))
     a = (round(axes[0]), round(axes[1]))
-    cv2.ellipse(shape.rgb, c, a, 0, arc[0], arc[1], colour.tolist(), thickness)
-    cv2.ellipse(shape.mask, c, a, 0, arc[0], arc[1], 255, thickness)
+    cv2.ellipse(shape.rgb, c, a, 0, 0, 360, colour.tolist(), thickness)
+    cv2.ellipse(shape.mask, c, a, 0, 0, 360, 255, thickness)
 
 
-def _rect(shape: _Shape, x1: float, y1: float, x2: float, y2: float, colour: np.ndarray) -> None:
+def _rect(shape: _Shape, corners: tuple[float, float, float, float], colour: np.ndarray) -> None:
+    x1, y1, x2, y2 = corners
     _fill(shape, [(x1, y1), (x2, y1), (x2, y2), (x1, y2)], colour)
 
 
@@ -107,7 +108,7 @@ def _bottle(rng: np.random.Generator) -> _Shape:
     s = _canvas(52, 128)
     glass = _jitter_colour(rng, (40, 160, 70))
     _fill(s, [(18, 16), (34, 16), (34, 34), (48, 52), (48, 124), (4, 124), (4, 52), (18, 34)], glass)
-    _rect(s, 16, 2, 36, 17, _jitter_colour(rng, (235, 235, 235)))  # cap
+    _rect(s, (16, 2, 36, 17), _jitter_colour(rng, (235, 235, 235)))  # cap
     _paint(s, [(4, 70), (48, 70), (48, 100), (4, 100)], _jitter_colour(rng, (230, 220, 170)))  # label
     return s
 
@@ -146,9 +147,9 @@ def _banana(rng: np.random.Generator) -> _Shape:
 def _book(rng: np.random.Generator) -> _Shape:
     s = _canvas(92, 124)
     cover = _jitter_colour(rng, (40, 70, 190))
-    _rect(s, 2, 2, 88, 120, cover)
+    _rect(s, (2, 2, 88, 120), cover)
     _paint(s, [(2, 2), (14, 2), (14, 120), (2, 120)], cover * 0.6)  # spine
-    _rect(s, 84, 6, 91, 116, _jitter_colour(rng, (240, 235, 220)))  # page edges
+    _rect(s, (84, 6, 91, 116), _jitter_colour(rng, (240, 235, 220)))  # page edges
     _paint(s, [(26, 20), (76, 20), (76, 34), (26, 34)], _jitter_colour(rng, (230, 210, 60)))  # title
     return s
 
@@ -156,7 +157,7 @@ def _book(rng: np.random.Generator) -> _Shape:
 def _can(rng: np.random.Generator) -> _Shape:
     s = _canvas(68, 124)
     metal = _jitter_colour(rng, (185, 185, 195))
-    _rect(s, 4, 12, 64, 112, metal)
+    _rect(s, (4, 12, 64, 112), metal)
     _ellipse(s, (34, 112), (30, 9), metal * 0.8)
     _ellipse(s, (34, 12), (30, 9), np.minimum(metal * 1.15, 255))
     _paint(s, [(4, 40), (64, 40), (64, 84), (4, 84)], metal * 0.55)  # label band
@@ -167,7 +168,7 @@ def _can(rng: np.random.Generator) -> _Shape:
 def _cone(rng: np.random.Generator) -> _Shape:
     s = _canvas(104, 124)
     orange = _jitter_colour(rng, (245, 110, 20))
-    _rect(s, 2, 106, 102, 122, orange * 0.8)  # base
+    _rect(s, (2, 106, 102, 122), orange * 0.8)  # base
     _fill(s, [(44, 2), (60, 2), (88, 106), (16, 106)], orange)
     white = _jitter_colour(rng, (240, 240, 240))
     _paint(s, [(36, 34), (68, 34), (73, 52), (31, 52)], white)
@@ -177,18 +178,18 @@ def _cone(rng: np.random.Generator) -> _Shape:
 
 def _hammer(rng: np.random.Generator) -> _Shape:
     s = _canvas(84, 128)
-    _rect(s, 34, 24, 50, 126, _jitter_colour(rng, (150, 95, 50)))  # handle
+    _rect(s, (34, 24, 50, 126), _jitter_colour(rng, (150, 95, 50)))  # handle
     head = _jitter_colour(rng, (95, 95, 100))
     _fill(s, [(2, 4), (70, 4), (82, 10), (82, 18), (70, 26), (2, 26)], head)
-    _rect(s, 30, 100, 54, 126, _jitter_colour(rng, (30, 30, 30)))  # grip
+    _rect(s, (30, 100, 54, 126), _jitter_colour(rng, (30, 30, 30)))  # grip
     return s
 
 
 def _phone(rng: np.random.Generator) -> _Shape:
     s = _canvas(64, 124)
     body = _jitter_colour(rng, (28, 28, 32))
-    _rect(s, 8, 2, 56, 122, body)  # a rounded rectangle: two rectangles and four corner discs
-    _rect(s, 2, 8, 62, 116, body)
+    _rect(s, (8, 2, 56, 122), body)  # a rounded rectangle: two rectangles and four corner discs
+    _rect(s, (2, 8, 62, 116), body)
     for cx, cy in ((8, 8), (56, 8), (8, 116), (56, 116)):
         _ellipse(s, (cx, cy), (6, 6), body)
     _paint(s, [(8, 14), (56, 14), (56, 106), (8, 106)], _jitter_colour(rng, (50, 80, 130)))  # screen

@@ -1,0 +1,61 @@
+"""One entry point for every annotation format: ``load_dataset(path)``.
+
+``path`` may be a directory written by ``perception-synth`` (holding all three formats), a COCO
+JSON file, a lesson ``metadata.json``, or a KITTI/TAO/Replicator directory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .annotations import DatasetError, LabelledSet
+from .coco_format import read_coco
+from .kitti_format import LABEL_DIRS, read_kitti
+from .lesson_format import read_metadata
+
+FORMATS = ('auto', 'coco', 'kitti', 'lesson')
+COCO_FILE = 'coco_instances.json'
+LESSON_FILE = 'metadata.json'
+
+
+def detect_format(path: Path) -> tuple[str, Path]:
+    """(format, the file or directory to read) for a data set path."""
+    if path.is_dir():
+        if (path / COCO_FILE).is_file():
+            return 'coco', path / COCO_FILE
+        if (path / LESSON_FILE).is_file():
+            return 'lesson', path / LESSON_FILE
+        if any((path / d).is_dir() for d in LABEL_DIRS):
+            return 'kitti', path
+        raise DatasetError(f'{path}: no {COCO_FILE}, {LESSON_FILE} or KITTI label folder '
+                           f'({", ".join(LABEL_DIRS)}) inside')
+    if path.suffix == '.json' and path.is_file():
+        try:
+            with open(path, encoding='utf-8') as f:
+                head = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(f'{path}: not a readable JSON file: {exc}') from exc
+        if isinstance(head, dict) and 'annotations' in head:
+            return 'coco', path
+        if isinstance(head, dict) and 'samples' in head:
+            return 'lesson', path
+        raise DatasetError(f'{path}: neither COCO (annotations) nor lesson metadata (samples)')
+    raise DatasetError(f'{path}: no such data set (a directory or a .json annotation file)')
+
+
+def load_dataset(path: str | Path, format: str = 'auto', classes: Sequence[str] | None = None) -> LabelledSet:
+    """Read a data set; ``classes`` fixes the class list (others become issues)."""
+    path = Path(path)
+    if format not in FORMATS:
+        raise DatasetError(f'{path}: unknown format {format!r}; one of {list(FORMATS)}')
+    if format == 'auto':
+        format, path = detect_format(path)
+    elif path.is_dir() and format != 'kitti':
+        path = path / (COCO_FILE if format == 'coco' else LESSON_FILE)
+    if format == 'coco':
+        return read_coco(path, classes)
+    if format == 'lesson':
+        return read_metadata(path, classes)
+    return read_kitti(path, classes)

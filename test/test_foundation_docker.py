@@ -72,7 +72,7 @@ def test_compose_builds_the_dockerfiles_with_gpu_and_shared_memory():
     services = compose['services']
     assert set(services) == {'perception-jetson', 'perception-x86'}
     for service in services.values():
-        assert (DOCKER / '..' / service['build']['context'] / service['build']['dockerfile']).resolve().is_file()
+        assert (DOCKER / service['build']['context'] / service['build']['dockerfile']).resolve().is_file()
         assert service['ipc'] == 'host' and service['network_mode'] == 'host'
     assert services['perception-jetson']['runtime'] == 'nvidia'
     assert services['perception-x86']['deploy']['resources']['reservations']['devices'][0]['capabilities'] == ['gpu']

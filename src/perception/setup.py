@@ -1,3 +1,4 @@
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -14,6 +15,10 @@ setup(
         # The workspace's top-level launch/ and config/ are the single source; this package installs them.
         ('share/' + package_name + '/launch', glob('../../launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('../../config/*.yaml') + glob('../../config/*.xml')),
+        # The shipped model bundle, so the default model.path package://perception/models/detector/...
+        # resolves on a robot without the source tree.
+        ('share/' + package_name + '/models/detector',
+         [f for f in glob('../../models/detector/*') if os.path.isfile(f)]),
     ],
     install_requires=['setuptools'],
     zip_safe=False,
@@ -23,6 +28,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'perception-params = perception.params:main',
         ],
     },
 )

@@ -1,0 +1,63 @@
+"""Inference backends. Each turns the preprocessed network input (or, for ``torch_cuda``, the
+camera image itself) into the network's outputs as numpy arrays; ``select.py`` picks one by
+model path and walks the fallback chain. Every framework is imported lazily, inside the backend
+that needs it, so the node runs with ONNX Runtime alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..preprocess import Transform
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot load or run; the message names the file and the cause."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the deployment asks of a backend (from the node's parameters)."""
+    precision: str = 'fp32'
+    gpu_usage: float = 1.0              # fraction of GPU memory the backend may take
+    threads: int = 0                    # CPU threads for CPU backends; 0 = the framework's default
+    compute_capability: str | None = None
+    max_batch_size: int | None = None
+    rebuild_on_mismatch: bool = False
+    build_on_start: bool = False
+
+
+class Backend:
+    """One loaded model. ``infer`` runs one preprocessed frame; backends with ``takes_images``
+    preprocess on their device and are called through ``infer_image`` instead."""
+
+    name = ''
+    takes_images = False
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError(f'{self.name} takes images; call infer_image')
+
+    def infer_image(self, pixels: np.ndarray, rgb_channels: tuple[int, int, int]
+                    ) -> tuple[list[np.ndarray], Transform]:
+        raise NotImplementedError(f'{self.name} takes preprocessed tensors; call infer')
+
+    def gpu_memory_bytes(self) -> int | None:
+        """GPU memory this backend holds, where it can tell; None on CPU or unknown."""
+        return None
+
+    def close(self) -> None:
+        """Release framework resources (sessions, CUDA memory)."""
+
+
+def torch_outputs(result: object) -> list:
+    """A TorchScript module's result (tensor, tuple, list or dict of tensors) as a list."""
+    if isinstance(result, dict):
+        return list(result.values())
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    return [result]

@@ -1,0 +1,43 @@
+"""TorchScript backend (``.ts``): plain TorchScript on the CPU or GPU, and Torch-TensorRT compiled
+modules, whose TensorRT ops are registered by importing ``torch_tensorrt`` where installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import Bundle
+from . import Backend, BackendError, BackendOptions, torch_outputs
+
+
+class TorchScriptBackend(Backend):
+    name = 'torchscript'
+
+    def __init__(self, path: Path, bundle: Bundle, options: BackendOptions) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendError(f'torch is not installed ({exc}); the TorchScript backend needs it') from exc
+        try:
+            import torch_tensorrt  # noqa: F401  (registers the ops of Torch-TensorRT compiled modules)
+            compiled = ' with Torch-TensorRT'
+        except ImportError:
+            compiled = ''
+        if not path.is_file():
+            raise BackendError(f'{path}: no such TorchScript model')
+        self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        if options.threads > 0:
+            torch.set_num_threads(options.threads)
+        try:
+            self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        except Exception as exc:  # torch raises RuntimeError/ValueError/pickle errors for bad files
+            raise BackendError(f'{path}: torch.jit.load failed: {exc}') from exc
+        self._torch = torch
+        super().__init__(f'TorchScript{compiled} torch {torch.__version__} on {self.device} ({path.name})')
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            result = self.module(torch.from_numpy(tensor).to(self.device))
+        return [o.float().cpu().numpy() for o in torch_outputs(result)]

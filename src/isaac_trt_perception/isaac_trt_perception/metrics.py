@@ -1,0 +1,133 @@
+"""Latency percentiles, per-stage profile, rates, counters and process resources, as the JSON
+documents the node writes (``runtime.profile_output_path``, ``runtime.monitoring_output_path``)
+and the values ``/diagnostics`` carries. Pure Python + numpy + psutil; clocks are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter, deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+WINDOW = 2000          # samples kept per latency series: ~1 min at 30 Hz
+RATE_WINDOW_S = 5.0    # rates are averaged over the last few seconds
+
+
+def write_json_atomic(path: str | Path, document: Any) -> Path:
+    """Write JSON so that a reader sees the old file or the whole new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(document, f, indent=2)
+            f.write('\n')
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+class Latency:
+    """The last :data:`WINDOW` samples of one duration, in seconds."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+        self.count += 1
+        self.total += seconds
+
+    def percentile(self, q: float) -> float | None:
+        return float(np.percentile(self._samples, q)) if self._samples else None
+
+    def summary_ms(self) -> dict[str, float | int | None]:
+        if not self._samples:
+            return {'count': self.count}
+        values = np.asarray(self._samples) * 1e3
+        return {'count': self.count, 'mean_ms': round(float(values.mean()), 4),
+                'p50_ms': round(float(np.percentile(values, 50)), 4),
+                'p90_ms': round(float(np.percentile(values, 90)), 4),
+                'p99_ms': round(float(np.percentile(values, 99)), 4),
+                'max_ms': round(float(values.max()), 4)}
+
+
+class Rate:
+    """Events per second over the last :data:`RATE_WINDOW_S` seconds."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+        self.count = 0
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self.count += 1
+
+    def hz(self, now: float) -> float:
+        while self._times and self._times[0] < now - self.window_s:
+            self._times.popleft()
+        return len(self._times) / self.window_s
+
+
+class Profile:
+    """Per-stage durations of processed frames."""
+
+    def __init__(self, stages: Iterable[str]) -> None:
+        self.stages = {name: Latency() for name in stages}
+
+    def add(self, timings: dict[str, float]) -> None:
+        for name, seconds in timings.items():
+            self.stages[name].add(seconds)
+
+    def document(self) -> dict[str, Any]:
+        return {name: latency.summary_ms() for name, latency in self.stages.items()}
+
+
+class ProcessResources:
+    """This process's CPU use (percent of one core) and resident memory."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first call only starts the measurement interval
+
+    def rss_bytes(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    def document(self) -> dict[str, Any]:
+        return {'cpu_percent': self._process.cpu_percent(None), 'rss_bytes': self.rss_bytes(),
+                'threads': self._process.num_threads()}
+
+
+class Monitor:
+    """Everything the node counts; ``document`` is the monitoring JSON and the diagnostics source."""
+
+    def __init__(self, stages: Iterable[str]) -> None:
+        self.received = Rate()
+        self.published = Rate()
+        self.drops: Counter[str] = Counter()    # frames not processed, by reason
+        self.errors: Counter[str] = Counter()   # frames that failed, by reason
+        self.latency = Latency()                # receipt -> detections published
+        self.age = Latency()                    # image stamp -> detections published
+        self.profile = Profile(stages)
+        self.resources = ProcessResources()
+
+    def document(self, now: float) -> dict[str, Any]:
+        return {
+            'frames_received': self.received.count, 'frames_processed': self.published.count,
+            'input_hz': round(self.received.hz(now), 3), 'output_hz': round(self.published.hz(now), 3),
+            'dropped': dict(self.drops), 'dropped_total': sum(self.drops.values()),
+            'errors': dict(self.errors), 'errors_total': sum(self.errors.values()),
+            'latency': self.latency.summary_ms(), 'stamp_age': self.age.summary_ms(),
+            'process': self.resources.document(),
+        }

@@ -29,6 +29,7 @@ setup(
     entry_points={
         'console_scripts': [
             'perception-params = perception.params:main',
+            'perception-bag = perception.bag.cli:main',
         ],
     },
 )

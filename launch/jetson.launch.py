@@ -1,0 +1,65 @@
+"""Start the isaac_trt_perception node as config/jetson_deployment.yaml describes it.
+
+    ros2 launch perception jetson.launch.py [config:=FILE] [model:=PATH] [log_level:=LEVEL]
+                                            [namespace:=NS] [use_sim_time:=true]
+
+Everything is decided by ``perception.launch_plan`` (tested without ``launch``); this file only
+turns the plan into launch actions. It uses launch APIs that exist in Humble, Jazzy and Kilted.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessExit
+from launch.launch_description import LaunchDescription
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from perception.launch_plan import EXECUTABLE, PACKAGE, describe, make_plan
+
+ARGUMENTS = (
+    ('config', os.path.join(get_package_share_directory('perception'), 'config', 'jetson_deployment.yaml'),
+     'Deployment YAML'),
+    ('model', '', 'Replace model.path (file in a model bundle); empty = the YAML\'s'),
+    ('log_level', '', 'Replace logging.level (DEBUG, INFO, WARN, ERROR, FATAL); empty = the YAML\'s'),
+    ('namespace', '', 'Namespace of the node (absolute topics in the YAML stay absolute)'),
+    ('use_sim_time', 'false', 'Use /clock (e.g. with ros2 bag play --clock)'),
+)
+
+
+def _plan_to_actions(context, *args, **kwargs):
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    plan = make_plan(arg('config'), model=arg('model'), log_level=arg('log_level'),
+                     namespace=arg('namespace'), use_sim_time=arg('use_sim_time').lower() == 'true')
+    node = Node(
+        package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace,
+        parameters=[str(plan.params_file)], arguments=['--ros-args', *plan.ros_arguments],
+        additional_env=plan.env, prefix=' '.join(plan.prefix) or None, output='screen', emulate_tty=True)
+    actions = [LogInfo(msg=describe(plan))]
+    if not plan.engine_build:
+        return [*actions, node]
+    build = ExecuteProcess(cmd=list(plan.engine_build), output='screen', additional_env=plan.env)
+
+    def after_build(event, _context):
+        if event.returncode != 0:
+            return [LogInfo(msg=f'engine build failed (exit {event.returncode}); not starting the node')]
+        return [node]
+
+    return [*actions, build, RegisterEventHandler(OnProcessExit(target_action=build, on_exit=after_build))]
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in ARGUMENTS]
+        + [OpaqueFunction(function=_plan_to_actions)])

@@ -1,0 +1,212 @@
+"""``perception-bag replay``: play a bag's camera frames into the live graph, record the answers.
+
+Each frame is published with its header stamp replaced by the current wall-clock time, so the
+detector's answer (which carries the image's header) tells its end-to-end latency: receipt time
+minus stamp. The output bag holds
+
+- the detections topic, as received (log time = receipt time, wall clock);
+- ``/replay/time_reference`` (``sensor_msgs/TimeReference``), one per published frame:
+  ``header.stamp`` = the stamp it was published with, ``time_ref`` = its stamp in the input bag,
+  ``source`` = the input bag. The evaluator maps answers back to ground truth through it.
+
+Pacing: the recorded rate (stamp differences) scaled by ``rate``, or ``lockstep``: the next frame
+goes out as soon as the previous one is answered (or ``answer_timeout`` passes), i.e. as fast as
+the detector keeps up. Before the first frame the replay repeats a warm-up frame until the
+detector answers, so model loading does not count as dropped frames; answers to warm-up frames
+are not recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from perception.bag.messages import (
+    DETECTIONS,
+    IMAGE,
+    TIME_REFERENCE,
+    header,
+    open_writer,
+    time_reference_message,
+    typestore,
+)
+from perception.bag.reader import Bag, BagError, stamp_ns
+
+log = logging.getLogger(__name__)
+
+TIME_REFERENCE_TOPIC = '/replay/time_reference'
+WARMUP_PERIOD = 0.5  # seconds between warm-up frames while the detector starts
+
+
+class ReplayError(RuntimeError):
+    """The live side of a replay failed (no detector answering); the message names the topics."""
+
+
+@dataclass(frozen=True)
+class ReplayQos:
+    reliability: str = 'best_effort'
+    durability: str = 'volatile'
+    history: str = 'keep_last'
+    depth: int = 1
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    output: Path
+    published: int
+    answered: int
+    seconds: float
+    damage: str | None  # where damage in the input bag ended the replay early, if it did
+
+
+def _qos(qos: ReplayQos, depth: int | None = None):
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    return QoSProfile(reliability=ReliabilityPolicy[qos.reliability.upper()],
+                      durability=DurabilityPolicy[qos.durability.upper()],
+                      history=HistoryPolicy[qos.history.upper()], depth=depth or qos.depth)
+
+
+class _Recorder:
+    """The output bag, written from the executor thread (answers) and the main thread (references)."""
+
+    def __init__(self, path: Path, storage: str, detections_topic: str) -> None:
+        store = typestore()
+        self.writer = open_writer(path, storage)
+        self.detections = self.writer.add_connection(detections_topic, DETECTIONS, typestore=store)
+        self.references = self.writer.add_connection(TIME_REFERENCE_TOPIC, TIME_REFERENCE, typestore=store)
+        self.changed = threading.Condition()
+        self.first_stamp: int | None = None  # answers to frames stamped earlier are warm-up answers
+        self.warmup_answers = 0
+        self.answered: set[int] = set()      # replay stamps of recorded answers
+
+    def on_detections(self, data: bytes) -> None:
+        received = time.time_ns()
+        stamp = stamp_ns(typestore().deserialize_cdr(data, DETECTIONS))
+        with self.changed:
+            if self.first_stamp is None or stamp < self.first_stamp:
+                self.warmup_answers += 1
+            else:
+                self.writer.write(self.detections, received, data)
+                self.answered.add(stamp)
+            self.changed.notify_all()
+
+    def reference(self, stamp: int, frame_id: str, original: int, source: str) -> None:
+        data = typestore().serialize_cdr(time_reference_message(stamp, frame_id, original, source),
+                                         TIME_REFERENCE)
+        with self.changed:
+            if self.first_stamp is None:
+                self.first_stamp = stamp
+            self.writer.write(self.references, stamp, bytes(data))
+
+    def wait(self, predicate, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout=timeout)
+
+    def close(self) -> None:
+        with self.changed:
+            self.writer.close()
+
+
+def _restamped(msg: object, stamp: int) -> bytes:
+    """The frame serialized with a new header stamp; ``msg`` itself keeps its bag stamp."""
+    restamped = dataclasses.replace(msg, header=header(stamp, msg.header.frame_id))  # type: ignore[attr-defined]
+    return bytes(typestore().serialize_cdr(restamped, IMAGE))
+
+
+def _sleep_until(deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/camera/image_rect',
+           detections_topic: str = '/object_detections', qos: ReplayQos = ReplayQos(), rate: float = 1.0,
+           lockstep: bool = False, answer_timeout: float = 1.0, ready_timeout: float = 60.0,
+           tail_timeout: float = 2.0, storage: str = 'mcap', progress: bool = True) -> ReplaySummary:
+    """Replay ``bag_path`` into the ROS graph this process's environment selects (ROS_DOMAIN_ID...)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    if rate <= 0:
+        raise ValueError(f'rate must be positive, got {rate}')
+    bag = Bag(bag_path)
+    frames = bag.stamped(image_topic, IMAGE)
+    first = next(frames, None)
+    if first is None:
+        raise BagError(f'{bag.path}: topic {image_topic!r} has no readable frames')
+    output = Path(output)
+    if output.exists():
+        raise FileExistsError(f'{output}: exists already; bags are never overwritten')
+    recorder = _Recorder(output, storage, detections_topic)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('perception_replay', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    publisher = node.create_publisher(Image, image_topic, _qos(qos))
+    # A deep queue on the recording side only, so that a slow bag write never loses an answer.
+    node.create_subscription(Detection2DArray, detections_topic, recorder.on_detections,
+                             _qos(qos, depth=1000), raw=True)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    published = 0
+    started = time.monotonic()
+    try:
+        _warm_up(publisher, first[1], recorder, timeout=ready_timeout, image_topic=image_topic,
+                 detections_topic=detections_topic)
+        source = str(bag.path)
+        origin_stamp, origin_clock = stamp_ns(first[1]), time.monotonic()
+        with tqdm(total=bag.counts.get(image_topic), desc=f'replaying {bag.path.name}', unit='frame',
+                  disable=not progress) as bar:
+            for msg in _frames(first[1], frames):
+                original = stamp_ns(msg)
+                if not lockstep:
+                    _sleep_until(origin_clock + (original - origin_stamp) / 1e9 / rate)
+                stamp = time.time_ns()
+                recorder.reference(stamp, msg.header.frame_id, original, source)  # type: ignore[attr-defined]
+                publisher.publish(_restamped(msg, stamp))
+                published += 1
+                bar.update()
+                if lockstep:
+                    recorder.wait(lambda s=stamp: s in recorder.answered, answer_timeout)
+        recorder.wait(lambda: len(recorder.answered) >= published, tail_timeout)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        spinner.join(timeout=5.0)
+        recorder.close()
+    summary = ReplaySummary(output, published, len(recorder.answered), time.monotonic() - started, bag.damage)
+    log.info('%s: published %d frames, %d answered, in %.1f s', output, published, summary.answered,
+             summary.seconds)
+    return summary
+
+
+def _frames(first: object, rest):
+    yield first
+    for _, msg in rest:
+        yield msg
+
+
+def _warm_up(publisher, frame: object, recorder: _Recorder, *, timeout: float, image_topic: str,
+             detections_topic: str) -> None:
+    """Repeat ``frame`` until the detector answers once (it may still be loading its model)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if publisher.get_subscription_count() > 0:
+            publisher.publish(_restamped(frame, time.time_ns()))
+        if recorder.wait(lambda: recorder.warmup_answers > 0, WARMUP_PERIOD):
+            log.info('detector answered on %s after %.1f s', detections_topic,
+                     timeout - (deadline - time.monotonic()))
+            return
+    raise ReplayError(f'no answer on {detections_topic!r} to frames on {image_topic!r} within {timeout:g} s '
+                      f'({publisher.get_subscription_count()} subscriber(s) on {image_topic!r}); is the '
+                      'detector running, in the same ROS_DOMAIN_ID, with the large-frame middleware profile?')

@@ -1,0 +1,164 @@
+"""What ``ros2 launch perception jetson.launch.py`` starts, as plain data.
+
+``make_plan`` turns the deployment YAML and the launch arguments into a :class:`LaunchPlan`: the
+node's executable, name, namespace, generated params file, ROS arguments, environment and CPU
+pinning prefix, plus the engine build to run first when the YAML asks for one. The launch file
+only converts the plan into launch actions, and :meth:`LaunchPlan.command` gives the same start as
+one command line for machines without the ``launch`` package (tests, demo, replay).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isaac_trt_perception.params import ParameterError, by_name, check_value
+
+from perception.config import ConfigError, DeploymentConfig, load_config
+from perception.middleware import middleware_environment
+from perception.params import node_key, write_params_file
+
+log = logging.getLogger(__name__)
+
+PACKAGE = 'isaac_trt_perception'
+EXECUTABLE = 'isaac_trt_perception_node'
+ENGINE_SUFFIXES = ('.engine', '.plan')
+# ROS 2's --log-level names for the YAML's logging.level choices.
+ROS_LOG_LEVELS = {'DEBUG': 'debug', 'INFO': 'info', 'WARN': 'warn', 'WARNING': 'warn',
+                  'ERROR': 'error', 'FATAL': 'fatal'}
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    config: DeploymentConfig
+    node_name: str
+    namespace: str
+    params_file: Path
+    ros_arguments: tuple[str, ...]           # after --ros-args, besides the params file
+    env: dict[str, str]                      # added to the node's environment
+    prefix: tuple[str, ...] = ()             # e.g. ('taskset', '-c', '0,1') for CPU affinity
+    engine_build: tuple[str, ...] = ()       # command to run (and succeed) before the node starts
+    notes: tuple[str, ...] = field(default=())  # what the plan changed from the YAML, for the log
+
+    def command(self, executable: str | Path) -> list[str]:
+        """The node's full command line, as launch_ros would assemble it."""
+        args = [*self.prefix, str(executable), '--ros-args', '-r', f'__node:={self.node_name}']
+        if self.namespace:
+            args += ['-r', f'__ns:={self.namespace}']
+        return [*args, '--params-file', str(self.params_file), *self.ros_arguments]
+
+
+def node_executable() -> Path:
+    """The installed node executable (needs the built workspace in the ament index)."""
+    from ament_index_python.packages import get_package_prefix
+    return Path(get_package_prefix(PACKAGE)) / 'lib' / PACKAGE / EXECUTABLE
+
+
+def normalize_namespace(namespace: str) -> str:
+    namespace = namespace.strip().strip('/')
+    return f'/{namespace}' if namespace else ''
+
+
+def cpu_prefix(cores: list[int]) -> tuple[tuple[str, ...], list[str]]:
+    """``taskset`` prefix for the cores this machine has, and notes on what was dropped."""
+    available = sorted(os.sched_getaffinity(0))
+    kept = [c for c in cores if c in available]
+    notes = []
+    if len(kept) < len(cores):
+        notes.append(f'resources.cpu_affinity: cores {[c for c in cores if c not in available]} are '
+                     f'not available here (available: {available}); using {kept}')
+    if not kept:
+        notes.append('resources.cpu_affinity: no listed core is available; the node is not pinned')
+        return (), notes
+    if shutil.which('taskset') is None:
+        notes.append('resources.cpu_affinity: taskset (util-linux) not found; the node is not pinned')
+        return (), notes
+    return ('taskset', '-c', ','.join(str(c) for c in kept)), notes
+
+
+def engine_problem(config: DeploymentConfig, engine: Path) -> str | None:
+    """Why the engine must be (re)built before the node starts, or None.
+
+    A missing engine always; with model.rebuild_on_mismatch also a missing sidecar or one that no
+    longer matches the deployment and the bundle. TensorRT version and GPU model can only be
+    compared where TensorRT runs: the node's TensorRT backend checks those when it loads.
+    """
+    if not engine.is_file():
+        return 'the engine does not exist'
+    if not config['model.rebuild_on_mismatch']:
+        return None
+    from isaac_trt_perception.bundle import load_bundle
+    from perception_engine_builder.plan import network_shape
+    from perception_engine_builder.sidecar import Expected, SidecarError, check_sidecar, read_sidecar
+    try:
+        sidecar = read_sidecar(engine)
+    except SidecarError as exc:
+        return str(exc)
+    bundle = load_bundle(engine)
+    expected = Expected(precision=str(config['model.precision']), onnx_sha256=bundle.onnx_sha256,
+                        max_batch_size=int(config['performance.max_batch_size']),  # type: ignore[arg-type]
+                        input_shape=network_shape(bundle.input, 1)[1:],
+                        compute_capability=str(config['target_platform.compute_capability']))
+    mismatches = check_sidecar(sidecar, None, expected)
+    return '; '.join(str(m) for m in mismatches) or None
+
+
+def engine_build_command(config: DeploymentConfig) -> tuple[str, ...]:
+    """The engine build to run before the node, or () when none is needed or allowed.
+
+    Only when model.path names a TensorRT engine and model.build_on_start is true.
+    """
+    engine = Path(str(config['model.path']))
+    if engine.suffix not in ENGINE_SUFFIXES or not config['model.build_on_start']:
+        return ()
+    reason = engine_problem(config, engine)
+    if reason is None:
+        return ()
+    log.info('%s: %s; building it before the node starts', engine, reason)
+    return ('perception-build-engine', '--config', str(config.source), '--bundle', str(engine.parent),
+            '--out', str(engine))
+
+
+def make_plan(config_path: str | Path, *, model: str | None = None, log_level: str | None = None,
+              namespace: str = '', use_sim_time: bool = False, params_dir: str | Path | None = None,
+              middleware_config_dir: str | Path | None = None) -> LaunchPlan:
+    """Plan the node's start from the YAML and the launch arguments (empty = take the YAML's).
+
+    ``params_dir`` receives the params file (default: a new temporary folder);
+    ``middleware_config_dir`` holds the Fast DDS profile (default: the installed one).
+    """
+    config = load_config(config_path, model_override=model or None)
+    notes: list[str] = []
+    if log_level:
+        try:
+            config.values['logging.level'] = check_value(by_name()['logging.level'], log_level.upper())
+        except ParameterError as exc:
+            raise ConfigError(f'log_level:= (launch argument): {exc}') from exc
+    namespace = normalize_namespace(namespace)
+    directory = (Path(params_dir).resolve() if params_dir
+                 else Path(tempfile.mkdtemp(prefix='perception_launch_')))
+    params_file = write_params_file(config, directory / f'{config.node_name}.params.yaml',
+                                    namespace, use_sim_time)
+    prefix, cpu_notes = cpu_prefix(list(config['resources.cpu_affinity']))  # type: ignore[arg-type]
+    notes += cpu_notes
+    ros_arguments = ('--log-level', ROS_LOG_LEVELS[str(config['logging.level'])])
+    return LaunchPlan(config=config, node_name=config.node_name, namespace=namespace,
+                      params_file=params_file, ros_arguments=ros_arguments,
+                      env=middleware_environment(middleware_config_dir), prefix=prefix,
+                      engine_build=engine_build_command(config), notes=tuple(notes))
+
+
+def describe(plan: LaunchPlan) -> str:
+    """A short, human-readable summary for the launch log."""
+    lines = [f'node {node_key(plan.node_name, plan.namespace)} from {plan.config.source}',
+             f'model {plan.config["model.path"]} (backend {plan.config["model.backend"]})',
+             f'params file {plan.params_file}']
+    if plan.prefix:
+        lines.append('pinned with ' + ' '.join(plan.prefix))
+    if plan.engine_build:
+        lines.append('engine build first: ' + ' '.join(plan.engine_build))
+    return '\n'.join(lines + list(plan.notes))

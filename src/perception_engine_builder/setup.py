@@ -18,6 +18,9 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'perception-build-engine = perception_engine_builder.cli:build_main',
+            'perception-verify-engine = perception_engine_builder.cli:verify_main',
+            'perception-benchmark = perception_engine_builder.cli:benchmark_main',
         ],
     },
 )

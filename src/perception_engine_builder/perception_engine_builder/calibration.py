@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from isaac_trt_perception.bundle import InputSpec
 from isaac_trt_perception.preprocess import Preprocessor
-from perception.atomic import atomic_path
+from perception_trainer.atomic import write_bytes
 
 from .plan import Calibration
 
@@ -72,6 +72,5 @@ def read_cache(calibration: Calibration) -> bytes | None:
 
 
 def write_cache(calibration: Calibration, data: bytes) -> None:
-    with atomic_path(calibration.cache_path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes(calibration.cache_path, data)
     log.info('INT8 calibration cache written to %s', calibration.cache_path)

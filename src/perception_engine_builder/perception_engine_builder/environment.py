@@ -11,6 +11,8 @@ NO_TENSORRT_HINT = ('build the engine on the Jetson that will run it, where JetP
                     '(sudo apt install python3-libnvinfer), or set model.path to the bundle\'s model.onnx '
                     'or model.ts to run the node without TensorRT')
 
+DISPLAY_NAMES = {'tensorrt': 'TensorRT', 'torch_tensorrt': 'Torch-TensorRT'}
+
 
 def has_module(name: str) -> bool:
     """True for an installed module; a folder of type stubs (a namespace package) does not count."""
@@ -26,14 +28,17 @@ def cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def missing_for(library: str) -> str | None:
-    """None when ``library`` ("tensorrt" or "torch_tensorrt") and a CUDA GPU are here, else why not."""
-    if not has_module(library):
-        return f'{library} is not installed here (no Python module {library!r}): {NO_TENSORRT_HINT}.'
+def missing_for(target: str) -> str | None:
+    """None when what a ``target`` build ("tensorrt" or "torch_tensorrt") needs is here, else why not."""
+    libraries = ('tensorrt',) if target == 'tensorrt' else ('tensorrt', 'torch_tensorrt')
+    for library in libraries:
+        if not has_module(library):
+            return (f'{DISPLAY_NAMES[library]} is not installed here (no Python module {library!r}): '
+                    f'{NO_TENSORRT_HINT}.')
     if not has_module('torch'):
         return ('PyTorch is not installed here; the engine builder uses it for CUDA device memory: install '
                 f'the JetPack PyTorch wheel, or {NO_TENSORRT_HINT}.')
     if cuda_device_count() == 0:
-        return (f'{library} is installed but PyTorch sees no CUDA GPU (a TensorRT engine is built on and '
-                f'for the GPU that runs it): {NO_TENSORRT_HINT}.')
+        return (f'{DISPLAY_NAMES[target]} is installed but PyTorch sees no CUDA GPU (a TensorRT engine is '
+                f'built on and for the GPU that runs it): {NO_TENSORRT_HINT}.')
     return None

@@ -18,6 +18,7 @@ BUILDER_FLAGS = {'fp32': (), 'fp16': ('FP16',), 'int8': ('INT8', 'FP16')}
 # performance.calibrated_preview turns these on (each only where the installed TensorRT has it).
 PREVIEW_FEATURES = ('RUNTIME_ACTIVATION_RESIZE_10_10',)
 ENGINE_SUFFIXES = ('.engine', '.plan')
+TARGETS = ('tensorrt', 'torch_tensorrt')   # ONNX -> TensorRT plan, or TorchScript -> Torch-TensorRT .ts
 DEFAULT_OPTIMIZATION_LEVEL = 3        # TensorRT's own default; 0..5
 CALIBRATION_BATCH = 8
 CALIBRATION_IMAGES = 512
@@ -46,6 +47,8 @@ class Calibration:
 
 @dataclass(frozen=True)
 class BuildPlan:
+    target: str
+    source_path: Path              # model.onnx (tensorrt) or model.ts (torch_tensorrt)
     onnx_path: Path
     onnx_sha256: str
     engine_path: Path
@@ -82,8 +85,11 @@ def network_shape(spec: InputSpec, batch: int) -> tuple[int, ...]:
     return (batch, 3, spec.height, spec.width)
 
 
-def default_engine_path(model_path: Path, bundle_dir: Path) -> Path:
-    """model.path itself when it names an engine, else ``model.engine`` in the bundle."""
+def default_engine_path(model_path: Path, bundle_dir: Path, target: str = 'tensorrt') -> Path:
+    """model.path itself when it names an engine, else ``model.engine`` in the bundle;
+    Torch-TensorRT output goes to ``model_trt.ts`` in the bundle."""
+    if target == 'torch_tensorrt':
+        return bundle_dir / 'model_trt.ts'
     return model_path if model_path.suffix in ENGINE_SUFFIXES else bundle_dir / 'model.engine'
 
 
@@ -104,7 +110,7 @@ def check_input_shape(input_shape: list[int], bundle: Bundle) -> None:
             f'{bundle.directory / "model.json"}: {bundle.input.layout} input {list(expected)}')
 
 
-def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *,
+def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *, target: str = 'tensorrt',
               calibration_data: Path | None = None, calibration_cache: Path | None = None,
               calibration_images: int = CALIBRATION_IMAGES, timing_cache: Path | None = None,
               dla_core: int | None = None, optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
@@ -116,8 +122,16 @@ def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *,
                         f'got {precision!r}')
     if not 0 <= optimization_level <= 5:
         raise PlanError(f'--optimization-level: must be 0..5, got {optimization_level}')
-    if not bundle.onnx_path.is_file():
-        raise PlanError(f'{bundle.onnx_path}: missing; the bundle needs model.onnx to build an engine')
+    if target not in TARGETS:
+        raise PlanError(f'build target must be one of {list(TARGETS)}, got {target!r}')
+    source = bundle.onnx_path if target == 'tensorrt' else bundle.torchscript_path
+    # The ONNX model is needed either way: it is the verification reference.
+    for path in dict.fromkeys((bundle.onnx_path, source)):
+        if not path.is_file():
+            raise PlanError(f'{path}: missing; the bundle needs {path.name} for this build')
+    if target == 'torch_tensorrt' and precision == 'int8':
+        raise PlanError('deployment_config.model.precision int8: Torch-TensorRT\'s TorchScript path has no '
+                        'calibrator; build an INT8 engine from ONNX (without --torch-tensorrt)')
     check_input_shape(values['model.input_shape'], bundle)
     notes = []
     profile = make_profile(bundle.input, values['model.batch_size'], values['performance.max_batch_size'])
@@ -135,8 +149,9 @@ def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *,
                      'layers fall back to the GPU')
     if values['performance.sparse_weights']:
         flags = (*flags, 'SPARSE_WEIGHTS')
-    notes.append('performance.minimum_segment_size applies to Torch-TensorRT only (min_block_size); '
-                 'the ONNX parser converts the whole graph')
+    if target == 'tensorrt':
+        notes.append('performance.minimum_segment_size applies to Torch-TensorRT only (min_block_size); '
+                     'the ONNX parser converts the whole graph')
     onnx_sha256 = sha256_of(bundle.onnx_path)
     folder = engine_path.parent
     calibration = None
@@ -151,7 +166,8 @@ def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *,
         calibration = Calibration(data_dir=calibration_data, cache_path=cache, batch_size=batch,
                                   max_images=calibration_images, shape=network_shape(bundle.input, batch))
     return BuildPlan(
-        onnx_path=bundle.onnx_path, onnx_sha256=onnx_sha256, engine_path=engine_path,
+        target=target, source_path=source, onnx_path=bundle.onnx_path, onnx_sha256=onnx_sha256,
+        engine_path=engine_path,
         input_name=bundle.input.name, input_layout=bundle.input.layout, profile=profile,
         precision=precision, builder_flags=flags,
         preview_features=PREVIEW_FEATURES if values['performance.calibrated_preview'] else (),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perception.atomic import write_text
+from perception_trainer.atomic import write_json
 
 SIDECAR_FORMAT = 1
 KINDS = ('tensorrt', 'torch_tensorrt')
@@ -98,7 +98,7 @@ def make_sidecar(*, kind: str, facts: RuntimeFacts, precision: str, profile: dic
 
 
 def write_sidecar(engine_path: str | Path, sidecar: dict[str, Any]) -> Path:
-    return write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2) + '\n')
+    return write_json(sidecar_path(engine_path), sidecar)
 
 
 def read_sidecar(engine_path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorrt as trt
 import torch
-from perception.atomic import atomic_path
+from perception_trainer.atomic import write_bytes
 
 from .calibration import read_cache, write_cache
 from .plan import BuildPlan, Calibration
@@ -141,8 +141,7 @@ def _load_timing_cache(plan: BuildPlan, config: trt.IBuilderConfig) -> None:
 
 
 def _save_timing_cache(plan: BuildPlan, config: trt.IBuilderConfig) -> None:
-    with atomic_path(plan.timing_cache_path) as tmp:
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    write_bytes(plan.timing_cache_path, bytes(config.get_timing_cache().serialize()))
 
 
 def build_engine(plan: BuildPlan, batches: Iterator[np.ndarray] | None = None) -> BuiltEngine:

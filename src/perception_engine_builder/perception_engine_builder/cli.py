@@ -1,0 +1,212 @@
+"""Console entry points: perception-build-engine, perception-verify-engine, perception-benchmark.
+
+Every failure ends in one line on stderr naming what is wrong and a non-zero exit, never a
+traceback: 1 = verification failed, 2 = bad input (config, bundle, options), 3 = TensorRT,
+Torch-TensorRT or a GPU is missing here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from isaac_trt_perception.backends import BackendError, BackendOptions
+from isaac_trt_perception.backends.select import NoBackend, model_file
+from isaac_trt_perception.bundle import BundleError, bundle_directory, load_bundle
+from isaac_trt_perception.decode import DecodeError
+from perception_trainer.annotations import DatasetError
+from perception_trainer.atomic import write_json
+
+from .benchmark import ITERATIONS, WARMUP, benchmark
+from .build import (
+    BuildOptions,
+    MissingRequirement,
+    VerificationFailed,
+    build_engine,
+    open_exactly,
+    plan_build,
+)
+from .calibration import CalibrationError
+from .plan import CALIBRATION_IMAGES, DEFAULT_OPTIMIZATION_LEVEL, PlanError
+from .sidecar import SidecarError, SidecarMismatch
+from .verify import EVAL_FRAMES, VerifyError, dataset_frames, synthetic_frames, verify
+
+EXIT_FAILED, EXIT_INPUT, EXIT_MISSING = 1, 2, 3
+BACKENDS = ('onnxruntime', 'torchscript', 'torch_cuda', 'tensorrt')
+# Errors that mean "this input is wrong": reported as one line with EXIT_INPUT.
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    BundleError, PlanError, CalibrationError, DatasetError, VerifyError, SidecarError, SidecarMismatch,
+    BackendError, NoBackend, DecodeError, OSError, ValueError)
+
+
+def _deployment(config: Path, bundle: Path | None) -> dict[str, Any]:
+    """The checked deployment values; with --bundle, model.path is that bundle (no ament lookup)."""
+    # The bringup's loader is the one validator of the YAML; imported here, not at module level,
+    # because the bringup package in turn runs this builder (build on start).
+    from perception.config import ConfigError, load_config
+    try:
+        return dict(load_config(config, str(bundle.resolve()) if bundle else None).values)
+    except ConfigError as exc:
+        raise PlanError(str(exc)) from exc
+
+
+def _run(prog: str, body: Callable[[], int]) -> int:
+    logging.basicConfig(level=logging.INFO, format=f'{prog}: %(levelname)s %(message)s')
+    try:
+        return body()
+    except MissingRequirement as exc:
+        print(f'{prog}: {exc}', file=sys.stderr)
+        return EXIT_MISSING
+    except VerificationFailed as exc:
+        print(f'{prog}: {exc}', file=sys.stderr)
+        return EXIT_FAILED
+    except INPUT_ERRORS as exc:
+        print(f'{prog}: {exc}', file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        return 130
+
+
+def _add_eval_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--eval-data', type=Path, help='labelled data set (COCO, KITTI or lesson '
+                        'metadata.json, as perception-synth writes) for verification; default: '
+                        'synthetic scenes of the bundle\'s classes')
+    parser.add_argument('--eval-frames', type=int, default=EVAL_FRAMES, help='frames to verify on')
+    parser.add_argument('--allow-accuracy-drop', type=float, metavar='MAP',
+                        help='largest mAP@[.5:.95] drop accepted (default 0.01 fp32/fp16, 0.03 int8)')
+
+
+def build_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='perception-build-engine',
+        description='Build a TensorRT engine for this device from the model bundle, as the deployment '
+                    'YAML asks (precision, batch profile, workspace), verify it against ONNX Runtime and '
+                    'install it with its sidecar.')
+    parser.add_argument('--config', type=Path, required=True, help='deployment YAML')
+    parser.add_argument('--bundle', type=Path, help='model bundle directory (default: model.path\'s)')
+    parser.add_argument('--out', type=Path, help='engine path (default: model.path if it names an '
+                        'engine, else BUNDLE/model.engine; BUNDLE/model_trt.ts with --torch-tensorrt)')
+    parser.add_argument('--torch-tensorrt', action='store_true',
+                        help='the lesson\'s path: compile model.ts with Torch-TensorRT into a .ts')
+    parser.add_argument('--calibration-data', type=Path, help='INT8: folder of images like the camera\'s')
+    parser.add_argument('--calibration-cache', type=Path, help='INT8: calibration cache to reuse/write '
+                        '(default: beside the engine, named by the ONNX hash)')
+    parser.add_argument('--calibration-images', type=int, default=CALIBRATION_IMAGES)
+    parser.add_argument('--timing-cache', type=Path, help='TensorRT timing cache (default: beside the '
+                        'engine, timing.cache)')
+    parser.add_argument('--dla-core', type=int, help='build for this DLA core (Jetson), GPU fallback on')
+    parser.add_argument('--optimization-level', type=int, default=DEFAULT_OPTIMIZATION_LEVEL,
+                        help='TensorRT builder optimisation level 0..5')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the build plan as JSON and stop (needs no TensorRT)')
+    _add_eval_options(parser)
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        values = _deployment(args.config, args.bundle)
+        bundle_dir = bundle_directory(values['model.path'])
+        options = BuildOptions(
+            torch_tensorrt=args.torch_tensorrt, calibration_data=args.calibration_data,
+            calibration_cache=args.calibration_cache, calibration_images=args.calibration_images,
+            timing_cache=args.timing_cache, dla_core=args.dla_core,
+            optimization_level=args.optimization_level, eval_data=args.eval_data,
+            eval_frames=args.eval_frames, allow_accuracy_drop=args.allow_accuracy_drop)
+        if args.dry_run:
+            print(json.dumps(plan_build(values, bundle_dir, args.out, options)[1].to_json(), indent=2))
+            return 0
+        result = build_engine(values, bundle_dir, args.out, options)
+        print(f'{result.engine_path}\n{result.report.summary()}')
+        return 0
+    return _run(parser.prog, body)
+
+
+def verify_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='perception-verify-engine',
+        description='Compare a backend on a model file of the bundle with ONNX Runtime on model.onnx: '
+                    'max abs output difference and mAP after decoding; exit 1 when the mAP drop is too '
+                    'large.')
+    parser.add_argument('--bundle', type=Path, required=True, help='model bundle directory')
+    parser.add_argument('--backend', choices=BACKENDS, required=True, help='the candidate backend')
+    parser.add_argument('--model', type=Path, help='the candidate\'s file (default: the bundle\'s file '
+                        'for that backend: model.engine, model.ts or model.onnx)')
+    parser.add_argument('--precision', choices=('fp32', 'fp16', 'int8'), default='fp32',
+                        help='the candidate\'s precision (sets the allowed drop, and torch_cuda\'s dtype)')
+    parser.add_argument('--out', type=Path, help='write the report JSON here')
+    _add_eval_options(parser)
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        bundle = load_bundle(args.bundle, check_onnx_hash=True)
+        path = model_file(args.backend, args.model or bundle.directory, bundle)
+        reference = open_exactly('onnxruntime', bundle.onnx_path, bundle, BackendOptions())
+        candidate = open_exactly(args.backend, path, bundle, BackendOptions(precision=args.precision))
+        frames = (dataset_frames(args.eval_data, bundle, args.eval_frames) if args.eval_data
+                  else synthetic_frames(bundle, args.eval_frames))
+        report = verify(reference, candidate, bundle, frames, args.precision,
+                        allow_drop=args.allow_accuracy_drop)
+        if args.out:
+            write_json(args.out, report.to_json())
+        print(report.summary())
+        for name, diff in report.max_abs_diff.items():
+            print(f'  {name}: max abs diff {diff:.3g}, mean {report.mean_abs_diff[name]:.3g}, '
+                  f'{report.differing_fraction[name]:.2e} of values differ')
+        return 0 if report.passed else EXIT_FAILED
+    return _run(parser.prog, body)
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'batch sizes must look like 1,8, got {text!r}') from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f'batch sizes must be positive, got {text!r}')
+    return sizes
+
+
+def benchmark_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='perception-benchmark',
+        description='Latency p50/p90/p99 and throughput of one backend per batch size, after warm-up, '
+                    'with synchronised timers, on real frames; writes JSON.')
+    parser.add_argument('--bundle', type=Path, required=True, help='model bundle directory')
+    parser.add_argument('--backend', choices=BACKENDS, required=True)
+    parser.add_argument('--model', type=Path, help='the backend\'s file (default: the bundle\'s)')
+    parser.add_argument('--precision', choices=('fp32', 'fp16', 'int8'), default='fp32')
+    parser.add_argument('--batch-sizes', type=_batch_sizes, default=[1, 8],
+                        help='comma-separated (default 1,8: model.batch_size and performance.max_batch_size)')
+    parser.add_argument('--warmup', type=int, default=WARMUP)
+    parser.add_argument('--iterations', type=int, default=ITERATIONS)
+    parser.add_argument('--frames', type=int, default=16, help='distinct synthetic frames to cycle through')
+    parser.add_argument('--out', type=Path, help='write the JSON report here (default: stdout only)')
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        bundle = load_bundle(args.bundle)
+        path = model_file(args.backend, args.model or bundle.directory, bundle)
+        backend = open_exactly(args.backend, path, bundle, BackendOptions(precision=args.precision))
+        try:
+            report = benchmark(backend, bundle, synthetic_frames(bundle, args.frames), args.batch_sizes,
+                               warmup=args.warmup, iterations=args.iterations)
+        finally:
+            backend.close()
+        if args.out:
+            write_json(args.out, report)
+        print(f'{report["description"]}')
+        print(f'{"batch":>5} {"p50 ms":>9} {"p90 ms":>9} {"p99 ms":>9} {"frames/s":>10}')
+        for row in report['results']:
+            if 'error' in row:
+                print(f'{row["batch_size"]:>5} error: {row["error"]}')
+                continue
+            lat = row['latency_ms']
+            print(f'{row["batch_size"]:>5} {lat["p50"]:>9.3f} {lat["p90"]:>9.3f} {lat["p99"]:>9.3f} '
+                  f'{row["throughput_fps"]:>10.1f}')
+        return 0
+    return _run(parser.prog, body)

@@ -35,8 +35,8 @@ def test_base_image_is_pinned_by_tag(dockerfile):
     args = build_args(dockerfile)
     froms = [arg for kind, arg in instructions(dockerfile) if kind == 'FROM']
     assert froms, f'{dockerfile} has no FROM'
-    for image in froms:
-        image = re.sub(r'\$\{(\w+)\}', lambda m: args[m.group(1)], image.split()[0])
+    for line in froms:
+        image = re.sub(r'\$\{(\w+)\}', lambda m: args[m.group(1)], line.split()[0])
         name, _, tag = image.rpartition(':')
         assert name and tag and tag != 'latest' and '/' not in tag, f'{dockerfile}: {image} is not pinned'
 
@@ -75,4 +75,5 @@ def test_compose_builds_the_dockerfiles_with_gpu_and_shared_memory():
         assert (DOCKER / service['build']['context'] / service['build']['dockerfile']).resolve().is_file()
         assert service['ipc'] == 'host' and service['network_mode'] == 'host'
     assert services['perception-jetson']['runtime'] == 'nvidia'
-    assert services['perception-x86']['deploy']['resources']['reservations']['devices'][0]['capabilities'] == ['gpu']
+    devices = services['perception-x86']['deploy']['resources']['reservations']['devices']
+    assert devices[0]['capabilities'] == ['gpu']

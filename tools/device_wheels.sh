@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Fills .whl/ with Python 3.12 x86_64 wheels for the GPU device (which has no network): the ROS 2
+# Kilted closure of requirements/ros.txt and requirements/device.txt with their dependencies,
+# minus what the device already has (torch, numpy, scipy, opencv). Pure-Python sdists are built here.
+# The tree that travels is capped at 64 MiB, so the training-only libraries stay behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEST=.whl
+mkdir -p "$DEST"
+PLATFORMS=()
+for p in manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_27_x86_64 manylinux_2_28_x86_64 \
+         manylinux_2_31_x86_64 manylinux_2_34_x86_64 manylinux_2_35_x86_64 any; do
+  PLATFORMS+=(--platform "$p")
+done
+resolve() {  # the full closure, as pip would install it into an empty Python 3.12
+  .venv/bin/python -m pip install -q --dry-run --ignore-installed --python-version 3.12 \
+    --only-binary=:all: "${PLATFORMS[@]}" --target /tmp/device-resolve --report - "$@" \
+    | .venv/bin/python -c 'import json,sys; [print(i["metadata"]["name"]+"=="+i["metadata"]["version"]) for i in json.load(sys.stdin)["install"]]'
+}
+sdists=(empy==4.2.1 lark-parser==0.12.0 notify2==0.3.1)
+.venv/bin/python -m pip wheel -q --no-deps -w "$DEST" "${sdists[@]}"
+closure=$(resolve --find-links "$DEST" -r requirements/ros.txt -r requirements/device.txt)
+echo "$closure" | grep -viE '^(torch|numpy|scipy|opencv-python-headless|nvidia-|triton|sympy|networkx|jinja2|markupsafe|filelock|fsspec|mpmath|empy|lark-parser|notify2)==' \
+  > /tmp/device-closure.txt
+.venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --implementation cp "${PLATFORMS[@]}" -d "$DEST" -r /tmp/device-closure.txt
+du -sh "$DEST"

@@ -19,6 +19,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make shared outputs (bundles, data sets) private
     try:
         yield Path(tmp)
         os.replace(tmp, path)

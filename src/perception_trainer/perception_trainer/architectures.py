@@ -1,0 +1,67 @@
+"""The detectors ``perception-train --arch`` knows, and everything that differs between them:
+network, input (size, resize, normalisation), targets, loss and bundle output format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from isaac_trt_perception.bundle import InputSpec
+
+from . import centernet, centernet_targets, lesson, losses
+
+Encode = Callable[[np.ndarray, np.ndarray, int, int, int], dict[str, np.ndarray]]
+Loss = Callable[[tuple[torch.Tensor, ...], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    description: str
+    input_size: tuple[int, int]  # default (height, width)
+    resize: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output_format: str
+    output_names: tuple[str, ...]
+    build: Callable[[int], nn.Module]
+    head: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]  # -> the bundle's outputs
+    encode: Encode
+    loss: Loss
+
+    def input_spec(self, height: int, width: int) -> InputSpec:
+        return InputSpec(name='images', height=height, width=width, layout='NCHW', color='RGB',
+                         resize=self.resize, pad_value=114, mean=self.mean, std=self.std)
+
+
+class Deployed(nn.Module):
+    """The graph a bundle ships: images -> the architecture's bundle-format outputs."""
+
+    def __init__(self, model: nn.Module, architecture: Architecture) -> None:
+        super().__init__()
+        self.model = model
+        self.head = architecture.head
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.head(self.model(images))
+
+
+ARCHITECTURES = {
+    'centernet': Architecture(
+        name='centernet',
+        description='anchor-free CenterNet, TTFNet box regression, stride 4, in-graph peak decoding',
+        input_size=(256, 320), resize='letterbox', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+        output_format='dense_boxes_scores', output_names=('detections',),
+        build=centernet.CenterNet, head=centernet.dense_detections, encode=centernet_targets.encode,
+        loss=losses.centernet_loss),
+    'lesson': Architecture(
+        name='lesson',
+        description="the lesson's model: features + classification head + single-box regression head",
+        input_size=(224, 224), resize='stretch', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+        output_format='class_box', output_names=('class_logits', 'box'),
+        build=lesson.LessonNet, head=tuple, encode=lesson.encode, loss=lesson.lesson_loss),
+}

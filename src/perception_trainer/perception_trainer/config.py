@@ -1,0 +1,120 @@
+"""The training recipe: defaults < YAML config file < command line, validated by pydantic.
+
+Every field is a command-line option with the same name (``--batch-size 16``, ``--classes cup
+ball``, ``--amp false``; a bare ``--resume`` means true). Unknown keys and bad values are
+errors naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A recipe that cannot be used; the message names the key and the file."""
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    arch: Literal['centernet', 'lesson'] = Field('centernet', description='detector architecture')
+    train_data: str = Field(description='training set: synth directory, COCO/lesson JSON or KITTI dir')
+    val_data: str | None = Field(None, description='validation set (default: val_fraction of train_data)')
+    data_format: Literal['auto', 'coco', 'kitti', 'lesson'] = Field('auto', description='annotation format')
+    classes: list[str] | None = Field(None, description='class list (default: the training set\'s)')
+    val_fraction: float = Field(0.1, gt=0, lt=1, description='held out of train_data when no val_data')
+    input_height: int | None = Field(None, gt=0, description='network input height (default: arch\'s)')
+    input_width: int | None = Field(None, gt=0, description='network input width (default: arch\'s)')
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(32, gt=0, description='per process')
+    lr: float = Field(3e-3, gt=0, description='peak learning rate (AdamW)')
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    workers: int = Field(2, ge=0, description='data loader processes per training process')
+    cache_images: bool = Field(True, description='decode and letterbox every image once, keep in RAM')
+    augment: bool = Field(True, description='albumentations box-aware augmentation')
+    seed: int = Field(0, ge=0)
+    device: Literal['auto', 'cpu', 'cuda'] = 'auto'
+    amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
+    channels_last: bool = Field(True, description='channels-last memory format (CUDA only)')
+    sync_bn: bool = Field(True, description='synchronise batch-norm statistics across GPUs (DDP on CUDA)')
+    threads: int = Field(0, ge=0, description='CPU threads for torch (0 = torch default)')
+    deterministic: bool = Field(True, description='deterministic kernels (slower on CUDA)')
+    out: str = Field('runs/detector', description='run directory: checkpoints, logs, history')
+    resume: bool = Field(False, description='continue from out/last.pt')
+    eval_interval: int = Field(1, gt=0, description='validate every N epochs (and after the last)')
+    eval_score_threshold: float = Field(0.05, ge=0, le=1, description='lowest score kept for mAP')
+    time_limit_minutes: float = Field(0.0, ge=0, description='stop after the epoch that passes it (0 = none)')
+
+    @model_validator(mode='after')
+    def _input_size_pairs(self) -> TrainConfig:
+        if (self.input_height is None) != (self.input_width is None):
+            raise ValueError('input_height and input_width are given together')
+        return self
+
+
+def _is_list(annotation: Any) -> bool:
+    return get_origin(annotation) is list or any(get_origin(a) is list for a in get_args(annotation))
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field; values stay strings for pydantic to convert and check."""
+    parser.add_argument('--config', type=Path, help='YAML recipe (e.g. config/train_default.yaml)')
+    for name, field in TrainConfig.model_fields.items():
+        kwargs: dict[str, Any] = {'dest': name, 'default': argparse.SUPPRESS, 'help': field.description}
+        if _is_list(field.annotation):
+            kwargs['nargs'] = '+'
+        elif _is_bool(field.annotation):
+            kwargs.update(nargs='?', const='true', metavar='BOOL')
+        parser.add_argument('--' + name.replace('_', '-'), **kwargs)
+
+
+def load_config(args: argparse.Namespace | None = None, path: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then parsed command-line options, then ``overrides``."""
+    values: dict[str, Any] = {}
+    path = path or (getattr(args, 'config', None) if args is not None else None)
+    where = 'command line'
+    if path is not None:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f'{path}: unreadable recipe: {exc}') from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f'{path}: a recipe is a mapping of keys to values')
+        values.update(loaded)
+    if args is not None:
+        cli = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
+        if cli:
+            where += ' + command line'
+        values.update(cli)
+    values.update(overrides or {})
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = '; '.join(f'{".".join(str(p) for p in e["loc"]) or "recipe"}: {e["msg"]}'
+                             for e in exc.errors())
+        raise ConfigError(f'{where}: {problems}') from None
+
+
+def parse_config(argv: Sequence[str] | None = None, prog: str = 'perception-train') -> TrainConfig:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return load_config(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits

@@ -1,0 +1,181 @@
+"""``perception-export``: a checkpoint -> the model bundle (model.onnx, model.ts, model.json).
+
+The bundle is the contract between trainer, engine builder and node
+(``isaac_trt_perception/bundle.py``). Export verifies itself: on real images, preprocessed by the
+node's own preprocessing, ONNX Runtime and TorchScript outputs must match PyTorch within
+``TOLERANCE`` (max abs) at batch 1 and at a larger batch (the batch axis is dynamic), and the
+written model.json must load with ``load_bundle``; otherwise export fails and writes no model.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from isaac_trt_perception.bundle import InputSpec, load_bundle, sha256_of
+from isaac_trt_perception.preprocess import preprocess
+
+from . import atomic, checkpoint
+from .architectures import ARCHITECTURES, Architecture, Deployed
+from .readers import load_dataset
+from .synth import render_scene
+from .training_data import read_rgb
+from .versions import versions
+
+log = logging.getLogger(__name__)
+OPSET = 17
+TOLERANCE = 1e-4
+VERIFY_IMAGES = 4
+VERIFY_SEED = 990_001  # scenes for verification when no data set is given; never a training seed
+POSTPROCESS = {'score_threshold': 0.3, 'nms_iou_threshold': 0.6, 'max_detections': 100}
+DECODING = {
+    'dense_boxes_scores': 'detections[b, n, 0:4] = x1, y1, x2, y2 in network-input pixels; '
+                          'detections[b, n, 4:] = class scores (sigmoid, zero except at 3x3 heatmap '
+                          'peaks of at least 0.01). Keep scores >= score_threshold, class-aware NMS, '
+                          'map boxes back through the letterbox.',
+    'class_box': 'class_logits[b] -> softmax -> best class and its probability; box[b] = x1, y1, x2, y2 '
+                 'normalised to the network input. One detection per image.',
+}
+
+
+class ExportError(RuntimeError):
+    """Export that did not verify; the message says which file and by how much."""
+
+
+def model_cost(model: torch.nn.Module, spec: InputSpec) -> dict[str, float]:
+    """Parameters and GFLOPs (2 x multiply-accumulates) for one image at the input size."""
+    dummy = torch.zeros(1, 3, spec.height, spec.width)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(dummy)
+    return {'parameters': sum(p.numel() for p in model.parameters()),
+            'gflops': round(counter.get_total_flops() / 1e9, 4)}
+
+
+def verification_images(data: str | None) -> list[np.ndarray]:
+    if data:
+        samples = load_dataset(data).samples[:VERIFY_IMAGES]
+        images = [read_rgb(str(s.image)) for s in samples]
+        return [im for im in images if im is not None]
+    return [render_scene(VERIFY_SEED, i).image for i in range(VERIFY_IMAGES)]
+
+
+def _max_difference(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -> float:
+    return max(float(np.abs(e - a).max()) for e, a in zip(expected, actual, strict=True))
+
+
+def verify(graph: torch.nn.Module, onnx_path: Path, ts_path: Path, spec: InputSpec,
+           images: Sequence[np.ndarray]) -> dict[str, float]:
+    """Max abs difference of ONNX Runtime and TorchScript against PyTorch, per batch size."""
+    tensors = [preprocess(image, spec)[0] for image in images]
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    scripted = torch.jit.load(str(ts_path), map_location='cpu')
+    report: dict[str, float] = {}
+    for batch in (tensors[:1], tensors):
+        x = np.concatenate(batch)
+        with torch.no_grad():
+            expected = [o.numpy() for o in graph(torch.from_numpy(x))]
+            from_ts = [o.numpy() for o in scripted(torch.from_numpy(x))]
+        from_onnx = session.run(None, {spec.name: x})
+        report[f'onnxruntime_batch{len(batch)}'] = _max_difference(expected, from_onnx)
+        report[f'torchscript_batch{len(batch)}'] = _max_difference(expected, from_ts)
+    worst = max(report.values())
+    if worst > TOLERANCE:
+        raise ExportError(f'{onnx_path.parent}: exported model differs from PyTorch by {worst:.2e} '
+                          f'(limit {TOLERANCE:.0e}): {report}')
+    return report
+
+
+def _export_onnx(graph: torch.nn.Module, arch: Architecture, spec: InputSpec, path: Path) -> None:
+    dummy = torch.zeros(1, 3, spec.height, spec.width)
+    axes = {name: {0: 'batch'} for name in (spec.name, *arch.output_names)}
+    with atomic.atomic_path(path) as tmp:
+        torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=[spec.name], output_names=list(arch.output_names), dynamic_axes=axes)
+        onnx.checker.check_model(str(tmp))
+
+
+def _export_torchscript(graph: torch.nn.Module, spec: InputSpec, path: Path) -> None:
+    dummy = torch.zeros(2, 3, spec.height, spec.width)  # batch 2: the trace keeps the batch axis free
+    with atomic.atomic_path(path) as tmp, torch.no_grad():
+        torch.jit.trace(graph, (dummy,), check_trace=False).save(str(tmp))
+
+
+def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: str | None = None,
+                  metrics: dict[str, Any] | None = None, postprocess: dict[str, Any] | None = None
+                  ) -> Path:
+    """Write and verify the bundle; returns the path of its model.json."""
+    state = checkpoint.load(checkpoint_path)
+    meta = state['meta']
+    arch = ARCHITECTURES[meta['arch']]
+    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta['input'].items()})
+    model = arch.build(len(meta['classes']))
+    model.load_state_dict(state['model'])
+    graph = Deployed(model, arch).eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path, ts_path, json_path = out / 'model.onnx', out / 'model.ts', out / 'model.json'
+    json_path.unlink(missing_ok=True)  # no model.json until the new model files verify
+    _export_onnx(graph, arch, spec, onnx_path)
+    _export_torchscript(graph, spec, ts_path)
+    differences = verify(graph, onnx_path, ts_path, spec, verification_images(verify_data))
+    log.info('verified: max abs difference %.2e (limit %.0e)', max(differences.values()), TOLERANCE)
+    document = {
+        'format': 1, 'arch': arch.name, 'description': arch.description, 'classes': meta['classes'],
+        'input': {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+        'output': {'format': arch.output_format, 'names': list(arch.output_names),
+                   'decoding': DECODING[arch.output_format]},
+        'postprocess': {**POSTPROCESS, **(postprocess or {})},
+        'onnx_sha256': sha256_of(onnx_path), 'onnx_opset': OPSET,
+        'model': model_cost(graph, spec),
+        'training': {'epochs': meta.get('epoch'), 'data': meta.get('data'), 'config': meta.get('config'),
+                     'validation': meta.get('metrics')},
+        'metrics': metrics or {},
+        'verification': {'tolerance': TOLERANCE, 'max_abs_difference': differences},
+        'versions': {'training': meta.get('versions', {}), 'export': versions()},
+    }
+    with tempfile.TemporaryDirectory() as staging:
+        atomic.write_json(Path(staging) / 'model.json', document)
+        load_bundle(staging)  # the contract's own validation, before the real file appears
+    atomic.write_json(json_path, document)
+    load_bundle(json_path, check_onnx_hash=True)
+    return json_path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog='perception-export', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--checkpoint', required=True, type=Path, help='best.pt from perception-train')
+    parser.add_argument('--out', required=True, type=Path, help='bundle directory (e.g. models/detector)')
+    parser.add_argument('--verify-data', help='data set whose first images verify the export '
+                        '(default: freshly rendered scenes)')
+    parser.add_argument('--metrics', type=Path, help='eval.json from perception-eval to record in model.json')
+    parser.add_argument('--score-threshold', type=float, help='default score threshold for the node')
+    parser.add_argument('--nms-iou-threshold', type=float)
+    parser.add_argument('--max-detections', type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    post = {k: v for k, v in (('score_threshold', args.score_threshold),
+                              ('nms_iou_threshold', args.nms_iou_threshold),
+                              ('max_detections', args.max_detections)) if v is not None}
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+    try:
+        path = export_bundle(args.checkpoint, args.out, verify_data=args.verify_data, metrics=metrics,
+                             postprocess=post)
+    except (ExportError, checkpoint.CheckpointError, ValueError) as exc:
+        raise SystemExit(f'perception-export: {exc}') from None
+    print(f'bundle written: {path.parent} (model.onnx, model.ts, model.json)')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,128 @@
+"""Labelled images -> network-ready batches: letterbox, box-aware augmentation, targets.
+
+Geometry comes from the node's :func:`isaac_trt_perception.preprocess.plan_transform`, so the
+network trains on exactly the resize and padding it sees when deployed. Images stay uint8 until
+they reach the device, where :func:`normalise` applies the bundle's mean/std (less to copy
+between processes). Augmentation is albumentations with box-aware transforms.
+
+An image that cannot be read mid-training is logged and replaced by the next one; training never
+stops over one bad file. In evaluation mode it is marked invalid and left out of the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from isaac_trt_perception.bundle import InputSpec
+from isaac_trt_perception.preprocess import Transform, plan_transform
+
+from .annotations import Sample
+from .architectures import Encode
+
+log = logging.getLogger(__name__)
+MIN_VISIBILITY = 0.4  # a box cut by augmentation to less than this fraction of itself is dropped
+
+
+def letterbox(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Transform]:
+    """RGB uint8 image -> the uint8 network-input canvas (before scaling) and its geometry."""
+    t = plan_transform(rgb.shape[0], rgb.shape[1], spec)
+    canvas = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+    canvas[t.pad_y:t.pad_y + t.resized_height, t.pad_x:t.pad_x + t.resized_width] = cv2.resize(
+        rgb, (t.resized_width, t.resized_height), interpolation=cv2.INTER_LINEAR)
+    return canvas, t
+
+
+def normalise(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """uint8 [B, 3, H, W] -> float input: pixels / 255, then (x - mean) / std, as model.json says."""
+    mean = torch.tensor(spec.mean, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+def read_rgb(path: str) -> np.ndarray | None:
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def augmentation(spec: InputSpec) -> A.Compose:
+    """Box-aware augmentation on the letterboxed canvas (cheap: it is already small)."""
+    return A.Compose([
+        A.Affine(scale=(0.75, 1.3), translate_percent=(-0.1, 0.1), keep_ratio=True, fill=spec.pad_value,
+                 p=0.7),
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.7),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.3),
+    ], bbox_params=A.BboxParams(format='pascal_voc', label_fields=['labels'], clip=True,
+                                min_visibility=MIN_VISIBILITY, min_width=2, min_height=2))
+
+
+class DetectionDataset(Dataset):
+    """Samples -> {'image': uint8 [3, H, W], 'index', 'valid', <the architecture's targets>}."""
+
+    def __init__(self, samples: list[Sample], spec: InputSpec, encode: Encode, num_classes: int, *,
+                 train: bool, augment: bool = True, seed: int = 0, cache: bool = False,
+                 progress: bool = False) -> None:
+        self.samples = samples
+        self.spec = spec
+        self.encode = encode
+        self.num_classes = num_classes
+        self.train = train
+        self.seed = seed
+        self.epoch = 0  # set by the trainer each epoch; workers are re-created per epoch
+        self.transform = augmentation(spec) if train and augment else None
+        self._cache: list[np.ndarray | None] | None = None
+        if cache:
+            # Decoded once in the main process; forked loader workers share the pages.
+            self._cache = [self._load(i) for i in tqdm(range(len(samples)), desc='caching images',
+                                                        unit='img', disable=not progress)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, index: int) -> np.ndarray | None:
+        rgb = read_rgb(str(self.samples[index].image))
+        if rgb is None:
+            log.warning('%s: unreadable image, skipped', self.samples[index].image)
+            return None
+        return letterbox(rgb, self.spec)[0]
+
+    def _canvas(self, index: int) -> np.ndarray | None:
+        return self._cache[index] if self._cache is not None else self._load(index)
+
+    def transform_of(self, index: int) -> Transform:
+        sample = self.samples[index]
+        return plan_transform(sample.height, sample.width, self.spec)
+
+    def __getitem__(self, index: int) -> dict:
+        canvas = self._canvas(index)
+        valid = canvas is not None
+        if not valid and self.train:
+            for step in range(1, len(self.samples)):
+                index_ = (index + step) % len(self.samples)
+                canvas = self._canvas(index_)
+                if canvas is not None:
+                    index = index_
+                    break
+        if canvas is None:
+            canvas = np.full((self.spec.height, self.spec.width, 3), self.spec.pad_value, np.uint8)
+        sample = self.samples[index]
+        boxes = self.transform_of(index).to_network(sample.boxes)
+        labels = sample.labels
+        if self.transform is not None:
+            # Seeded per (seed, epoch, index): the same augmentation whatever the worker count.
+            self.transform.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, index])
+                                               .generate_state(1)[0]))
+            out = self.transform(image=canvas, bboxes=boxes, labels=labels)
+            canvas = out['image']
+            boxes = np.asarray(out['bboxes'], np.float32).reshape(-1, 4)
+            labels = np.asarray(out['labels'], np.int64)
+        targets = self.encode(boxes, labels, self.num_classes, self.spec.height, self.spec.width)
+        return {'image': np.ascontiguousarray(canvas.transpose(2, 0, 1)), 'index': index, 'valid': valid,
+                **targets}

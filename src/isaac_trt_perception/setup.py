@@ -18,6 +18,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'isaac_trt_perception_node = isaac_trt_perception.node:main',
+            'perception-node-bench = isaac_trt_perception.bench:main',
         ],
     },
 )

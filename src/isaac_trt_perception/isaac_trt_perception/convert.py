@@ -26,7 +26,12 @@ MAX_SIDE = 16384
 
 
 class ImageError(ValueError):
-    """An image that cannot be converted; the message says which field is wrong and why."""
+    """An image that cannot be converted; the message says which field is wrong and why,
+    ``field`` names it (encoding, is_bigendian, size, step, data)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -53,20 +58,21 @@ def frame_from_fields(*, encoding: str, height: int, width: int, step: int, is_b
                       data: object) -> Frame:
     """Validate Image fields and view ``data`` (any buffer: bytes, array.array, numpy) as a Frame."""
     if encoding not in ENCODINGS:
-        raise ImageError(f'encoding {encoding!r} is not supported; use one of {sorted(ENCODINGS)}')
+        raise ImageError('encoding', f'encoding {encoding!r} is not supported; use one of '
+                         f'{sorted(ENCODINGS)}')
     if is_bigendian:
         # 8-bit data has no byte order; a set flag means the publisher fills the header wrongly.
-        raise ImageError('is_bigendian is set; only 8-bit encodings are supported, which have no '
-                         'byte order, so the publisher\'s header is wrong')
+        raise ImageError('is_bigendian', 'is_bigendian is set; only 8-bit encodings are supported, '
+                         'which have no byte order, so the publisher\'s header is wrong')
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
-        raise ImageError(f'size {width}x{height} is outside 1..{MAX_SIDE} per side')
+        raise ImageError('size', f'size {width}x{height} is outside 1..{MAX_SIDE} per side')
     channels = ENCODINGS[encoding][0]
     if step < width * channels:
-        raise ImageError(f'step {step} is smaller than width x channels = {width} x {channels} '
+        raise ImageError('step', f'step {step} is smaller than width x channels = {width} x {channels} '
                          f'= {width * channels} for {encoding}')
     buffer = np.frombuffer(data, dtype=np.uint8)  # type: ignore[call-overload]
     if buffer.size < step * height:
-        raise ImageError(f'data has {buffer.size} bytes, shorter than step x height = '
+        raise ImageError('data', f'data has {buffer.size} bytes, shorter than step x height = '
                          f'{step} x {height} = {step * height}')
     rows = buffer[:step * height].reshape(height, step)
     return Frame(rows[:, :width * channels].reshape(height, width, channels), encoding)

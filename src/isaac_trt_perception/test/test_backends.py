@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from probe_bundle import ROWS, write_probe_bundle
+
 from isaac_trt_perception.backends import BackendOptions
 from isaac_trt_perception.backends.gpu import torch_cuda_available
 from isaac_trt_perception.backends.select import NoBackend, choose, open_backend
 from isaac_trt_perception.backends.tensorrt import available as tensorrt_available
 from isaac_trt_perception.bundle import load_bundle
 from isaac_trt_perception.detector import open_detector
-from probe_bundle import ROWS, write_probe_bundle
 
 torch = pytest.importorskip('torch')
 

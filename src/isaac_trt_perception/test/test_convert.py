@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from isaac_trt_perception.convert import ImageError, frame_from_fields
 from perception_trainer.synth import render_scene
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from isaac_trt_perception.bundle import InputSpec, Postprocess
 from isaac_trt_perception.decode import DecodeError, Thresholds, decode, nms
 from isaac_trt_perception.preprocess import plan_transform

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from probe_bundle import expected_boxes
+
 from isaac_trt_perception.backends import BackendOptions
 from isaac_trt_perception.convert import frame_from_fields
 from isaac_trt_perception.detector import open_detector
 from perception_trainer.synth import render_scene
-from probe_bundle import expected_boxes
 
 
 @pytest.mark.parametrize(('width', 'height', 'encoding'), [(640, 480, 'rgb8'), (1280, 720, 'bgr8'),

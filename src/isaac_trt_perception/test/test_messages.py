@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from isaac_trt_perception.decode import Detections
 from isaac_trt_perception.messages import detection_array, label_info, vision_types
 

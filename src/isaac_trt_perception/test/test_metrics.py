@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+
 from isaac_trt_perception.metrics import Latency, Monitor, Rate, write_json_atomic
 
 

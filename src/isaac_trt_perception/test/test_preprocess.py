@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from isaac_trt_perception.bundle import InputSpec
 from isaac_trt_perception.preprocess import Preprocessor, plan_transform, preprocess
 from perception_trainer.synth import render_scene

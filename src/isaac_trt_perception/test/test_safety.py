@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from isaac_trt_perception.safety import MIN_RATE_HZ, Fallback, RateLimiter, Watchdog
 
 

@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from isaac_trt_perception.backends import Backend
 from isaac_trt_perception.backends.gpu import torch_cuda_available
 from isaac_trt_perception.bundle import Bundle
 from isaac_trt_perception.preprocess import Preprocessor
-from tqdm import tqdm
 
 from .verify import EvalFrame
 

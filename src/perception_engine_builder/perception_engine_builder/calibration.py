@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from isaac_trt_perception.bundle import InputSpec
 from isaac_trt_perception.preprocess import Preprocessor
 from perception_trainer.atomic import write_bytes

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorrt as trt
 import torch
+
 from perception_trainer.atomic import write_bytes
 
 from .calibration import read_cache, write_cache

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from isaac_trt_perception.backends import Backend
 from isaac_trt_perception.bundle import Bundle
 from isaac_trt_perception.decode import Detections, Thresholds, decode
 from isaac_trt_perception.preprocess import Preprocessor, Transform
 from perception_trainer.annotations import Sample
 from perception_trainer.coco_metrics import Metrics, evaluate
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 # Largest mAP@[.5:.95] drop a build may show; TensorRT's fp32 uses TF32 kernels, hence not zero.

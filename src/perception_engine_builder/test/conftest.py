@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from isaac_trt_perception.bundle import sha256_of
 from perception.config import load_config
-from torch import nn
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 DEPLOYMENT_YAML = WORKSPACE / 'config' / 'jetson_deployment.yaml'
@@ -50,11 +52,16 @@ class TinyDetector(nn.Module):
         return out.flatten(2).transpose(1, 2)
 
 
-def write_bundle(directory: Path, dynamic_batch: bool = True) -> Path:
-    """Export a TinyDetector (fixed seed) as a bundle; without ``dynamic_batch`` the ONNX takes batch 1."""
+def write_bundle(directory: Path, dynamic_batch: bool = True, noise: float = 0.0) -> Path:
+    """Export a TinyDetector (fixed seed) as a bundle; without ``dynamic_batch`` the ONNX takes
+    batch 1; ``noise`` perturbs every weight by that fraction of its tensor's spread (a degraded
+    conversion stand-in)."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = TinyDetector(len(CLASSES)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * p.std() * noise)
     example = torch.rand(1, 3, HEIGHT, WIDTH)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # the legacy exporter announces its deprecation
@@ -75,6 +82,12 @@ def write_bundle(directory: Path, dynamic_batch: bool = True) -> Path:
 
 
 @pytest.fixture(scope='session')
+def bundle_writer() -> Callable[..., Path]:
+    """write_bundle, for tests that need a variant (degraded weights, fixed batch)."""
+    return write_bundle
+
+
+@pytest.fixture(scope='session')
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_bundle(tmp_path_factory.mktemp('tiny_bundle'))
 
@@ -84,6 +97,11 @@ def shipped_bundle() -> Path:
     if not (SHIPPED_BUNDLE / 'model.json').is_file():
         pytest.skip(f'{SHIPPED_BUNDLE} is absent: the trained bundle is produced by the trainer (make train)')
     return SHIPPED_BUNDLE
+
+
+@pytest.fixture(scope='session')
+def deployment_yaml() -> Path:
+    return DEPLOYMENT_YAML
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from isaac_trt_perception.bundle import load_bundle, sha256_of
 from perception_engine_builder.plan import (
     PlanError,

@@ -23,6 +23,7 @@ from launch.event_handlers import OnProcessExit
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
 from perception.launch_plan import EXECUTABLE, PACKAGE, describe, make_plan
 
 ARGUMENTS = (

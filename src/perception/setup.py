@@ -30,6 +30,7 @@ setup(
         'console_scripts': [
             'perception-params = perception.params:main',
             'perception-bag = perception.bag.cli:main',
+            'perception-demo = perception.demo:main',
         ],
     },
 )

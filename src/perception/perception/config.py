@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from isaac_trt_perception.params import PARAMETERS, ParameterError, ParameterValue, check_values
 
 ROOT_KEY = 'deployment_config'

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from isaac_trt_perception.convert import Frame, frame_from_image
-from isaac_trt_perception.debug_image import draw_detections
 from tqdm import tqdm
 
+from isaac_trt_perception.convert import Frame, frame_from_image
+from isaac_trt_perception.debug_image import draw_detections
 from perception.atomic import atomic_path
 from perception.bag.evaluate import Evaluation, FrameResult, as_detections
 from perception.bag.messages import IMAGE

@@ -19,11 +19,6 @@ from perception.bag.record import DEFAULT_SEED
 STORAGES = ('mcap', 'sqlite3')
 
 
-def _topics(values: dict) -> dict[str, str]:
-    return {'image_topic': values['ros_integration.input_topic'],
-            'detections_topic': values['ros_integration.output_topic']}
-
-
 def _config_values(path: str | None) -> dict:
     """The deployment values that shape a replay (topics, QoS); the table's defaults without --config."""
     if path:
@@ -34,9 +29,8 @@ def _config_values(path: str | None) -> dict:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from perception_trainer.synth import DEFAULT_CLASSES
-
     from perception.bag.record import record_synthetic
+    from perception_trainer.synth import DEFAULT_CLASSES
     classes = DEFAULT_CLASSES
     if args.bundle:
         from isaac_trt_perception.bundle import load_bundle
@@ -50,17 +44,15 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from perception.bag.replay import ReplayQos, replay
+    from perception.bag.replay import ReplayQos, deployment_topics, replay
     from perception.middleware import middleware_environment
     values = _config_values(args.config)
     # Camera-sized frames need the large-frame middleware profile, as the node has it from the launch file.
     for key, value in middleware_environment().items():
         os.environ.setdefault(key, value)
-    qos = ReplayQos(*(values[f'ros_integration.qos_profile.{k}']
-                      for k in ('reliability', 'durability', 'history', 'depth')))
-    summary = replay(args.bag, args.out, qos=qos, rate=args.rate, lockstep=args.lockstep,
+    summary = replay(args.bag, args.out, qos=ReplayQos.of(values), rate=args.rate, lockstep=args.lockstep,
                      answer_timeout=args.answer_timeout, ready_timeout=args.ready_timeout,
-                     tail_timeout=args.tail_timeout, storage=args.storage, **_topics(values))
+                     tail_timeout=args.tail_timeout, storage=args.storage, **deployment_topics(values))
     print(f'{summary.output}: {summary.published} frames published, {summary.answered} answered '
           f'in {summary.seconds:.1f} s')
     if summary.damage:
@@ -70,9 +62,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from perception.bag.evaluate import evaluate
+    from perception.bag.replay import deployment_topics
     from perception.bag.report import summary_table, write_report
-    values = _config_values(args.config)
-    topics = _topics(values)
+    topics = deployment_topics(_config_values(args.config))
     evaluation = evaluate(args.truth, args.answers, truth_topic=args.truth_topic, **topics)
     context = {'backend': args.backend} if args.backend else {}
     paths = write_report(evaluation, args.out, image_topic=topics['image_topic'], fps=args.fps,

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from perception_trainer.synth import DEFAULT_CLASSES, render_scene
 from tqdm import tqdm
 
 from perception.bag.messages import (
@@ -27,6 +26,7 @@ from perception.bag.messages import (
     open_writer,
     typestore,
 )
+from perception_trainer.synth import DEFAULT_CLASSES, render_scene
 
 log = logging.getLogger(__name__)
 

@@ -55,6 +55,18 @@ class ReplayQos:
     history: str = 'keep_last'
     depth: int = 1
 
+    @classmethod
+    def of(cls, values: dict) -> ReplayQos:
+        """The deployment's ros_integration.qos_profile (values by dotted name)."""
+        return cls(*(values[f'ros_integration.qos_profile.{k}']
+                     for k in ('reliability', 'durability', 'history', 'depth')))
+
+
+def deployment_topics(values: dict) -> dict[str, str]:
+    """The node's input and output topics as replay/evaluate keyword arguments."""
+    return {'image_topic': str(values['ros_integration.input_topic']),
+            'detections_topic': str(values['ros_integration.output_topic'])}
+
 
 @dataclass(frozen=True)
 class ReplaySummary:
@@ -206,6 +218,9 @@ def _warm_up(publisher, frame: object, recorder: _Recorder, *, timeout: float, i
         if recorder.wait(lambda: recorder.warmup_answers > 0, WARMUP_PERIOD):
             log.info('detector answered on %s after %.1f s', detections_topic,
                      timeout - (deadline - time.monotonic()))
+            # A pause, so that the detector's rate cap does not count the first frame against
+            # the warm-up frame just before it.
+            time.sleep(WARMUP_PERIOD)
             return
     raise ReplayError(f'no answer on {detections_topic!r} to frames on {image_topic!r} within {timeout:g} s '
                       f'({publisher.get_subscription_count()} subscriber(s) on {image_topic!r}); is the '

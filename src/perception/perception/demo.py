@@ -1,0 +1,105 @@
+"""``perception-demo`` (``make demo``): the whole pipeline on a synthetic camera, one command.
+
+1. record a synthetic camera bag (frames + ground truth) of the shipped bundle's classes;
+2. start the node as ``jetson.launch.py`` would, from the default deployment YAML and the shipped
+   bundle (on a machine without a GPU the bundle's ONNX model runs on ONNX Runtime's CPU);
+3. replay the bag at its recorded 30 Hz and record the node's answers;
+4. evaluate: mAP, latency, dropped frames, report with plots and an annotated video.
+
+Everything runs on a ROS domain of its own, on this host only, so it never talks to a robot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from perception.bag.evaluate import evaluate
+from perception.bag.record import record_synthetic
+from perception.bag.replay import ReplayQos, deployment_topics, replay
+from perception.bag.report import summary_table, write_report
+from perception.launch_plan import make_plan
+from perception.node_process import running_node
+
+log = logging.getLogger('perception-demo')
+
+
+def default_config() -> Path:
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('perception')) / 'config' / 'jetson_deployment.yaml'
+
+
+def isolated_environment() -> dict[str, str]:
+    """A ROS domain of this run's own, discovery on this host only."""
+    return {'ROS_DOMAIN_ID': str(100 + os.getpid() % 100), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+            'ROS_LOCALHOST_ONLY': '1'}
+
+
+def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str) -> dict:
+    from isaac_trt_perception.bundle import load_bundle
+
+    started = time.monotonic()
+    plan = make_plan(config, model=model, params_dir=out / 'launch')
+    bundle = load_bundle(str(plan.config['model.path']))
+    for name in ('synthetic', 'answers', 'report'):
+        shutil.rmtree(out / name, ignore_errors=True)
+    bag = record_synthetic(out / 'synthetic', frames=frames, classes=bundle.classes, storage=storage)
+    env = isolated_environment()
+    # The replay runs in this process: it needs the same graph and middleware settings as the node.
+    os.environ.update({**plan.env, **env})
+    values = plan.config.values
+    topics = deployment_topics(values)
+    with running_node(plan, out / 'node.log', env):
+        summary = replay(bag.path, out / 'answers', qos=ReplayQos.of(values), storage=storage, **topics)
+    evaluation = evaluate(bag.path, summary.output, **topics)
+    backend = node_backend(Path(str(values['runtime.monitoring_output_path'])))
+    paths = write_report(evaluation, out / 'report', image_topic=topics['image_topic'], fps=bag.fps,
+                         context={'backend': backend, 'model': str(values['model.path']),
+                                  'config': str(plan.config.source)})
+    return {'metrics': evaluation.metrics, 'backend': backend, 'paths': paths,
+            'seconds': time.monotonic() - started}
+
+
+def node_backend(monitoring_file: Path) -> str:
+    """The backend the node reported in its monitoring file (written at shutdown)."""
+    try:
+        return str(json.loads(monitoring_file.read_text())['backend'])
+    except (OSError, ValueError, KeyError):
+        return 'unknown (no monitoring file)'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='perception-demo', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', type=Path, default=Path('out/demo'), help='folder for bags and report')
+    parser.add_argument('--config', type=Path, help='deployment YAML (default: the installed one)')
+    parser.add_argument('--model', help='replace model.path (default: the YAML\'s, the shipped bundle)')
+    parser.add_argument('--frames', type=int, default=300, help='frames in the synthetic bag (30 Hz)')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
+    try:
+        result = run(args.out.resolve(), config=args.config or default_config(), model=args.model,
+                     frames=args.frames, storage=args.storage)
+    except Exception as exc:  # the CLI's last line: say what failed, no traceback
+        log.debug('demo failed', exc_info=True)
+        print(f'perception-demo: {type(exc).__name__}: {exc}', file=sys.stderr)
+        return 1
+    print()
+    print(summary_table(result['metrics'], result['backend']))
+    print(f'report          {result["paths"]["markdown"]}')
+    if 'video' in result['paths']:
+        print(f'annotated video {result["paths"]["video"]}')
+    print(f'frames strip    {result["paths"].get("strip", "-")}')
+    print(f'demo took {result["seconds"]:.0f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""YAML -> ROS 2 params file, read back by rcl itself (the parser every node uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import rclpy
+import yaml
+
+from perception.config import load_config
+from perception.params import main, node_key, write_params_file
+
+WORKSPACE = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    data = yaml.safe_load((WORKSPACE / 'config' / 'jetson_deployment.yaml').read_text())
+    data['deployment_config']['model']['path'] = 'bundle/model.onnx'
+    data['deployment_config']['ros_integration']['frame_id_override'] = ''
+    path = tmp_path / 'deploy.yaml'
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def parameters_seen_by_rcl(params_file: Path, node_name: str, namespace: str = '') -> dict:
+    """Start a real node with --params-file and read back what rcl gave it."""
+    context = rclpy.Context()
+    rclpy.init(args=['--ros-args', '--params-file', str(params_file)], context=context)
+    try:
+        node = rclpy.create_node(node_name, namespace=namespace, context=context,
+                                 automatically_declare_parameters_from_overrides=True)
+        names = node.list_parameters([], 0).names  # depth 0: all, however deep
+        values = {name: node.get_parameter(name).value for name in names}
+        node.destroy_node()
+        return values
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def plain(value: object) -> object:
+    """rcl returns arrays as array.array; compare as lists."""
+    return value if isinstance(value, (bool, int, float, str)) else list(value)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize('namespace', ['', '/robot1'])
+def test_every_parameter_reaches_the_node_with_its_type(tmp_path: Path, config_file: Path,
+                                                        namespace: str) -> None:
+    config = load_config(config_file)
+    params_file = write_params_file(config, tmp_path / 'params.yaml', namespace, use_sim_time=True)
+    seen = parameters_seen_by_rcl(params_file, config.node_name, namespace)
+    for name, value in config.values.items():
+        assert name in seen, name
+        assert plain(seen[name]) == value, name
+        assert type(plain(seen[name])) is type(value), name  # '8.7' stays a string, 30.0 a float
+    assert seen['use_sim_time'] is True
+    assert seen['model.path'] == str(tmp_path / 'bundle' / 'model.onnx')
+
+
+def test_params_file_shape(tmp_path: Path, config_file: Path) -> None:
+    config = load_config(config_file)
+    document = yaml.safe_load(write_params_file(config, tmp_path / 'p.yaml').read_text())
+    assert list(document) == ['isaac_trt_perception']
+    parameters = document['isaac_trt_perception']['ros__parameters']
+    assert parameters['model']['path'] == config['model.path']
+    assert parameters['ros_integration']['qos_profile']['reliability'] == 'best_effort'
+    assert node_key('isaac_trt_perception', '/a/b/') == '/a/b/isaac_trt_perception'
+
+
+def test_cli_writes_the_file_and_rejects_bad_config(tmp_path: Path, config_file: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / 'out' / 'params.yaml'
+    assert main([str(config_file), '-o', str(out), '--model', str(tmp_path / 'x.ts')]) == 0
+    assert yaml.safe_load(out.read_text())['isaac_trt_perception']['ros__parameters']['model']['path'] == \
+        str(tmp_path / 'x.ts')
+    config_file.write_text(config_file.read_text().replace('depth: 1', 'depth: 0'))
+    assert main([str(config_file), '-o', str(tmp_path / 'bad.yaml')]) == 2
+    assert 'deployment_config.ros_integration.qos_profile.depth: must be >= 1' in capsys.readouterr().err
+    assert not (tmp_path / 'bad.yaml').exists()

@@ -97,3 +97,13 @@ def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match='kind'):
         make_sidecar(kind='onnx', facts=ORIN, precision='fp16', profile=PROFILE, inputs=[], outputs=[],
                      model_json={}, onnx_sha256='', build_seconds=0.0, plan={})
+
+
+def test_expected_for_a_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
+    from isaac_trt_perception.bundle import load_bundle
+    from perception_engine_builder.sidecar import expected_for
+    bundle = load_bundle(tiny_bundle)
+    expected = expected_for(bundle, 'fp16', 8, '8.7')
+    assert expected.input_shape == (3, 256, 320) and expected.onnx_sha256 == bundle.onnx_sha256
+    sidecar = read_sidecar(engine_with_sidecar(tmp_path))
+    assert [m.key for m in check_sidecar(sidecar, ORIN, expected)] == ['onnx_sha256']

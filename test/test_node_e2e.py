@@ -36,6 +36,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from probe_bundle import expected_boxes, write_probe_bundle  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from isaac_trt_perception.frame_source import image_fields, save_frames  # noqa: E402
 from perception.config import load_config  # noqa: E402
@@ -75,6 +76,8 @@ class Listener:
         self.node.create_subscription(vision_msgs.LabelInfo, '/object_detections/label_info',
                                       self.labels.append, latched)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, 50)
+        self.debug_images: list[Any] = []
+        self.node.create_subscription(Image, '/debug', self.debug_images.append, sensor)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -256,6 +259,9 @@ def test_fallback_degraded_mode_watchdog_and_debug_image(tmp_path, ros_env, list
         assert status['degraded'] == 'true' and int(status['overruns']) > 0, status
         assert listener.detections, 'no detections via the fallback backend'
         assert_probe_answer(listener.detections[-1][1], 640, 480)
+        debug = listener.debug_images[-1]
+        assert (debug.width, debug.height, debug.encoding) == (640, 480, 'rgb8')
+        assert debug.header.stamp in [m.header.stamp for _, m in listener.detections]
     finally:
         output = stop_node(node)
     assert 'backend onnxruntime failed to load' in output and 'degraded, processing at' in output

@@ -90,7 +90,8 @@ class TensorRTBackend(Backend):
         self._input = bundle.input.name
         self.context.set_input_shape(self._input, _network_shape(bundle))
         for name in names:
-            shape = tuple(self.context.get_tensor_shape(name))
+            dims = self.context.get_tensor_shape(name)
+            shape = tuple(int(dims[i]) for i in range(len(dims)))
             dtype = torch.from_numpy(np.empty(0, trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
             self._buffers[name] = torch.empty(shape, dtype=dtype, device='cuda')
             self.context.set_tensor_address(name, self._buffers[name].data_ptr())

@@ -116,7 +116,8 @@ def build_main(argv: Sequence[str] | None = None) -> int:
             calibration_cache=args.calibration_cache, calibration_images=args.calibration_images,
             timing_cache=args.timing_cache, dla_core=args.dla_core,
             optimization_level=args.optimization_level, eval_data=args.eval_data,
-            eval_frames=args.eval_frames, allow_accuracy_drop=args.allow_accuracy_drop)
+            eval_frames=args.eval_frames, allow_accuracy_drop=args.allow_accuracy_drop,
+            progress=sys.stderr.isatty())
         if args.dry_run:
             print(json.dumps(plan_build(values, bundle_dir, args.out, options)[1].to_json(), indent=2))
             return 0
@@ -150,7 +151,7 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
         frames = (dataset_frames(args.eval_data, bundle, args.eval_frames) if args.eval_data
                   else synthetic_frames(bundle, args.eval_frames))
         report = verify(reference, candidate, bundle, frames, args.precision,
-                        allow_drop=args.allow_accuracy_drop)
+                        allow_drop=args.allow_accuracy_drop, progress=sys.stderr.isatty())
         if args.out:
             write_json(args.out, report.to_json())
         print(report.summary())
@@ -194,7 +195,7 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
         backend = open_exactly(args.backend, path, bundle, BackendOptions(precision=args.precision))
         try:
             report = benchmark(backend, bundle, synthetic_frames(bundle, args.frames), args.batch_sizes,
-                               warmup=args.warmup, iterations=args.iterations)
+                               warmup=args.warmup, iterations=args.iterations, progress=sys.stderr.isatty())
         finally:
             backend.close()
         if args.out:

@@ -193,7 +193,8 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
         for name, bad in bad_frames():
             frames += [bad, *vga, *hd]
             kinds += [name] + ['vga'] * len(vga) + ['hd'] * len(hd)
-        sent = publish(frames, tmp_path, ros_env, 'mixed')
+        # 10 Hz: far below the cap, so no frame of this phase is dropped by the node's own choice
+        sent = publish(frames, tmp_path, ros_env, 'mixed', rate=10.0)
         # a burst at 10x the camera rate, then the camera again
         burst = publish(vga * 15, tmp_path, ros_env, 'burst', rate=300.0)
         after = publish(vga * 5, tmp_path, ros_env, 'after')
@@ -212,13 +213,16 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
                      if kinds[s['index']] not in ('vga', 'hd')]
         assert sum(stamp in answers for stamp in after_bad) >= len(after_bad) - 1
 
+        # the cap (30 Hz, bucket of 1.5 frames) over however long the burst really took
+        seconds = (burst[-1]['stamp_ns'] - burst[0]['stamp_ns']) * 1e-9
+        allowed = 30 * seconds + 2
         burst_answers = sum(s['stamp_ns'] in answers for s in burst)
-        assert burst_answers <= 0.25 * len(burst), f'{burst_answers} of {len(burst)} burst frames processed'
-        assert sum(s['stamp_ns'] in answers for s in after) >= 0.9 * len(after)
+        assert burst_answers <= allowed, f'{burst_answers} of {len(burst)} burst frames in {seconds:.2f} s'
+        assert sum(s['stamp_ns'] in answers for s in after) >= 0.8 * len(after)
 
         status = listener.last_status()
         assert status['errors.bad_image'] == '6' and status['errors.backend'] == '1', status
-        assert int(status['dropped.rate_cap']) >= 0.5 * len(burst), status
+        assert int(status['dropped.rate_cap']) >= 0.5 * (len(burst) - allowed), status
         assert status['backend'].startswith('onnxruntime') and status['degraded'] == 'false'
     finally:
         output = stop_node(node)
@@ -334,3 +338,23 @@ def iou(bbox: Any, box: Any) -> float:
     inter = max(0.0, min(x2, box.x2) - max(x1, box.x1)) * max(0.0, min(y2, box.y2) - max(y1, box.y1))
     union = w * h + (box.x2 - box.x1) * (box.y2 - box.y1) - inter
     return inter / union if union > 0 else 0.0
+
+
+def test_build_on_start_tries_the_builder_and_keeps_a_fallback(tmp_path, ros_env, listener):
+    """A missing engine with model.build_on_start: the builder is asked; without TensorRT it says why
+    and the node runs on the fallback chain (on the GPU device the build succeeds instead)."""
+    model = write_probe_bundle(tmp_path / 'bundle')
+    engine = model.parent / 'model.engine'
+    params = deployment(tmp_path, model, model__build_on_start=True)
+    document = yaml.safe_load(params.read_text())
+    document['isaac_trt_perception']['ros__parameters']['model']['path'] = str(engine)
+    params.write_text(yaml.safe_dump(document))
+    node = start_node(params, ros_env)
+    try:
+        wait_for(lambda: listener.labels, 60, 'LabelInfo from the node', node)
+    finally:
+        output = stop_node(node)
+    assert f'model.build_on_start: building {engine}' in output
+    if not engine.is_file():
+        assert 'engine build failed, staying on the fallback backend' in output
+        assert 'backend onnxruntime' in output

@@ -26,9 +26,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from . import diagnostics, resources
-from .backends import BackendOptions
+from .backends import BackendOptions, EngineUnusable
 from .backends.gpu import used_gpu_memory
-from .backends.select import NoBackend
+from .backends.select import NoBackend, model_file
 from .bundle import BundleError
 from .convert import ImageError, frame_from_image
 from .debug_image import draw_detections
@@ -212,12 +212,16 @@ class DetectionNode(Node):
         options = BackendOptions(
             precision=v['model.precision'], gpu_usage=v['resources.gpu_usage'], threads=threads,
             compute_capability=v['target_platform.compute_capability'],
-            max_batch_size=v['performance.max_batch_size'],
-            rebuild_on_mismatch=v['model.rebuild_on_mismatch'], build_on_start=v['model.build_on_start'])
+            max_batch_size=v['performance.max_batch_size'])
         try:
             detector, selection = open_detector(
                 path, v['model.backend'], options, score=v['detection.score_threshold'],
                 nms_iou=v['detection.nms_iou_threshold'], max_detections=v['detection.max_detections'])
+            engine_error = selection.errors.get('tensorrt')
+            if isinstance(engine_error, EngineUnusable) and self._build_engine(detector.bundle, engine_error):
+                detector, selection = open_detector(
+                    path, v['model.backend'], options, score=v['detection.score_threshold'],
+                    nms_iou=v['detection.nms_iou_threshold'], max_detections=v['detection.max_detections'])
         except (BundleError, NoBackend) as exc:
             raise StartupError(f'model.path {path}: {exc}') from exc
         spec = detector.bundle.input
@@ -226,6 +230,24 @@ class DetectionNode(Node):
             raise StartupError(f'model.input_shape {v["model.input_shape"]} does not match the bundle\'s '
                                f'model.json input {shape} ({detector.bundle.directory})')
         return detector, selection
+
+    def _build_engine(self, bundle: Any, error: EngineUnusable) -> bool:
+        """Build the engine when model.build_on_start (missing) or model.rebuild_on_mismatch (unfit)
+        asks for it; False (and the fallback backend stays) when not asked or the build fails."""
+        key = 'model.build_on_start' if error.missing else 'model.rebuild_on_mismatch'
+        if not self.values[key]:
+            return False
+        engine = model_file('tensorrt', Path(self.values['model.path']), bundle)
+        self.log.info(f'{key}: building {engine} from {bundle.onnx_path} (this takes minutes)')
+        try:
+            from perception_engine_builder.build import build_engine
+            result = build_engine(dict(self.values), bundle.directory, engine)
+        except Exception as exc:  # the builder raises many kinds; each names its cause
+            self.log.error(f'{key}: engine build failed, staying on the fallback backend: '
+                           f'{type(exc).__name__}: {exc}')
+            return False
+        self.log.info(f'{key}: built and verified {result.engine_path}')
+        return True
 
     def _warm_up(self) -> None:
         """One frame through everything, so the first camera frame is not the slow one."""

@@ -17,6 +17,15 @@ class BackendError(RuntimeError):
     """A backend that cannot load or run; the message names the file and the cause."""
 
 
+class EngineUnusable(BackendError):
+    """A TensorRT engine that is missing (``missing``) or does not fit this device or deployment:
+    what ``model.build_on_start`` / ``model.rebuild_on_mismatch`` can fix by building one."""
+
+    def __init__(self, message: str, missing: bool) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """What the deployment asks of a backend (from the node's parameters)."""
@@ -25,8 +34,6 @@ class BackendOptions:
     threads: int = 0                    # CPU threads for CPU backends; 0 = the framework's default
     compute_capability: str | None = None
     max_batch_size: int | None = None
-    rebuild_on_mismatch: bool = False
-    build_on_start: bool = False
 
 
 class Backend:

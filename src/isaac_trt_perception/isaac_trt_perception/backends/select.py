@@ -43,6 +43,7 @@ class Selection:
     requested: str                 # the backend the configuration asked for (after auto)
     reason: str                    # why that one was asked for
     failures: list[tuple[str, str]] = field(default_factory=list)  # (backend, error) before success
+    errors: dict[str, BackendError] = field(default_factory=dict)    # the same, as exceptions
 
     @property
     def fell_back(self) -> bool:
@@ -95,11 +96,13 @@ def open_backend(model_path: Path, bundle: Bundle, backend: str, options: Backen
     """Load the configured backend, or the first of its fallback chain that loads."""
     requested, reason = choose(model_path, backend)
     failures: list[tuple[str, str]] = []
+    errors: dict[str, BackendError] = {}
     for name in (requested, *FALLBACKS[requested]):
         try:
             loaded = _opener(name)(model_file(name, model_path, bundle), bundle, options)
         except BackendError as exc:
             failures.append((name, str(exc)))
+            errors[name] = exc
             continue
-        return Selection(loaded, requested, reason, failures)
+        return Selection(loaded, requested, reason, failures, errors)
     raise NoBackend('no backend could load the model: ' + '; '.join(f'{n}: {e}' for n, e in failures))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle import Bundle
-from . import Backend, BackendError, BackendOptions
+from . import Backend, BackendError, BackendOptions, EngineUnusable
 
 
 def available() -> bool:
@@ -37,6 +37,9 @@ class TensorRTBackend(Backend):
     name = 'tensorrt'
 
     def __init__(self, path: Path, bundle: Bundle, options: BackendOptions) -> None:
+        if not path.is_file():
+            raise EngineUnusable(f'{path}: no such engine (build it with perception-build-engine)',
+                                 missing=True)
         if not available():
             raise BackendError('the tensorrt Python package is not installed; it comes with JetPack '
                                '/ the TensorRT wheels')
@@ -48,8 +51,6 @@ class TensorRTBackend(Backend):
                                'tensors for device buffers') from exc
         if not torch.cuda.is_available():
             raise BackendError(f'torch {torch.__version__} sees no CUDA device')
-        if not path.is_file():
-            raise BackendError(f'{path}: no such engine (build it with perception-build-engine)')
         from perception_engine_builder.sidecar import (
             Expected,
             RuntimeFacts,
@@ -67,7 +68,7 @@ class TensorRTBackend(Backend):
         try:
             require_compatible(path, facts, expected)
         except (SidecarError, SidecarMismatch) as exc:
-            raise BackendError(str(exc)) from exc
+            raise EngineUnusable(str(exc), missing=False) from exc
 
         self._torch = torch
         self._logger = trt.Logger(trt.Logger.WARNING)

@@ -69,6 +69,12 @@ class InputSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
+    def shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        """The network input tensor's shape for ``batch`` frames, in this layout."""
+        if self.layout == 'NHWC':
+            return (batch, self.height, self.width, 3)
+        return (batch, 3, self.height, self.width)
+
 
 @dataclass(frozen=True)
 class OutputSpec:

@@ -224,8 +224,7 @@ class DetectionNode(Node):
                     nms_iou=v['detection.nms_iou_threshold'], max_detections=v['detection.max_detections'])
         except (BundleError, NoBackend) as exc:
             raise StartupError(f'model.path {path}: {exc}') from exc
-        spec = detector.bundle.input
-        shape = [1, 3, spec.height, spec.width] if spec.layout == 'NCHW' else [1, spec.height, spec.width, 3]
+        shape = list(detector.bundle.input.shape(1))
         if list(v['model.input_shape'][1:]) != shape[1:]:
             raise StartupError(f'model.input_shape {v["model.input_shape"]} does not match the bundle\'s '
                                f'model.json input {shape} ({detector.bundle.directory})')

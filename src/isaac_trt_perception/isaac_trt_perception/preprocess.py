@@ -79,9 +79,7 @@ class Preprocessor:
         self._planned: tuple[int, int, int] | None = None
         self._transform: Transform | None = None
         self._canvas = np.empty(0, np.uint8)
-        shape = ((1, 3, spec.height, spec.width) if spec.layout == 'NCHW'
-                 else (1, spec.height, spec.width, 3))
-        self._tensor = np.empty(shape, dtype=np.float32)
+        self._tensor = np.empty(spec.shape(1), dtype=np.float32)
 
     def transform_for(self, image_height: int, image_width: int) -> Transform:
         return plan_transform(image_height, image_width, self.spec)

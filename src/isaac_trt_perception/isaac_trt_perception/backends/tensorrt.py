@@ -28,11 +28,6 @@ def available() -> bool:
     return hasattr(trt, 'Runtime')
 
 
-def _network_shape(bundle: Bundle) -> tuple[int, int, int, int]:
-    spec = bundle.input
-    return (1, spec.height, spec.width, 3) if spec.layout == 'NHWC' else (1, 3, spec.height, spec.width)
-
-
 class TensorRTBackend(Backend):
     name = 'tensorrt'
 
@@ -52,19 +47,17 @@ class TensorRTBackend(Backend):
         if not torch.cuda.is_available():
             raise BackendError(f'torch {torch.__version__} sees no CUDA device')
         from perception_engine_builder.sidecar import (
-            Expected,
             RuntimeFacts,
             SidecarError,
             SidecarMismatch,
+            expected_for,
             require_compatible,
         )
         major, minor = torch.cuda.get_device_capability()
         facts = RuntimeFacts(tensorrt_version=trt.__version__, gpu_name=torch.cuda.get_device_name(),
                              compute_capability=f'{major}.{minor}')
-        expected = Expected(precision=options.precision, onnx_sha256=bundle.onnx_sha256,
-                            max_batch_size=options.max_batch_size,
-                            input_shape=_network_shape(bundle)[1:],
-                            compute_capability=options.compute_capability)
+        expected = expected_for(bundle, options.precision, options.max_batch_size or 1,
+                                options.compute_capability or facts.compute_capability)
         try:
             require_compatible(path, facts, expected)
         except (SidecarError, SidecarMismatch) as exc:
@@ -89,7 +82,7 @@ class TensorRTBackend(Backend):
             raise BackendError(f'{path}: inputs {inputs} do not match model.json input.name '
                                f'{bundle.input.name!r}')
         self._input = bundle.input.name
-        self.context.set_input_shape(self._input, _network_shape(bundle))
+        self.context.set_input_shape(self._input, bundle.input.shape(1))
         for name in names:
             dims = self.context.get_tensor_shape(name)
             shape = tuple(int(dims[i]) for i in range(len(dims)))

@@ -32,6 +32,8 @@ class Architecture:
     head: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]  # -> the bundle's outputs
     encode: Encode
     loss: Loss
+    # Training outputs -> mask of bundle-output values that depend on a numerical tie (or None).
+    ties: Callable[[tuple[torch.Tensor, ...], float], torch.Tensor] | None = None
 
     def input_spec(self, height: int, width: int) -> InputSpec:
         return InputSpec(name='images', height=height, width=width, layout='NCHW', color='RGB',
@@ -57,7 +59,7 @@ ARCHITECTURES = {
         input_size=(256, 320), resize='letterbox', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         output_format='dense_boxes_scores', output_names=('detections',),
         build=centernet.CenterNet, head=centernet.dense_detections, encode=centernet_targets.encode,
-        loss=losses.centernet_loss),
+        loss=losses.centernet_loss, ties=centernet.peak_ties),
     'lesson': Architecture(
         name='lesson',
         description="the lesson's model: features + classification head + single-box regression head",

@@ -110,3 +110,15 @@ def dense_detections(outputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.
     boxes = distances_to_boxes(distances).to(heat.dtype)
     b, c = logits.shape[:2]
     return (torch.cat([boxes.flatten(2), scores.flatten(2)], dim=1).reshape(b, 4 + c, -1).transpose(1, 2),)
+
+
+def peak_ties(outputs: tuple[torch.Tensor, torch.Tensor], tolerance: float) -> torch.Tensor:
+    """[B, N, 4 + C] bool: deployed values decided by a numerical tie in the 3x3 peak test (or at
+    MIN_SCORE). Runtimes break such ties differently; export verification reports them apart."""
+    heat = torch.sigmoid(outputs[0])
+    b, c, h, w = heat.shape
+    window = F.unfold(F.pad(heat, (1, 1, 1, 1), value=-1.0), 3).view(b, c, 9, h, w)
+    neighbours = torch.cat([window[:, :, :4], window[:, :, 5:]], 2).amax(2)  # the 8 around, not itself
+    tie = ((neighbours - heat).abs() <= tolerance) | ((heat - MIN_SCORE).abs() <= tolerance)
+    columns = torch.cat([torch.zeros(b, 4, tie.shape[2] * tie.shape[3], dtype=torch.bool), tie.flatten(2)], 1)
+    return columns.reshape(b, 4 + c, -1).transpose(1, 2)

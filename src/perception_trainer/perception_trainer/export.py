@@ -5,6 +5,10 @@ The bundle is the contract between trainer, engine builder and node
 node's own preprocessing, ONNX Runtime and TorchScript outputs must match PyTorch within
 ``TOLERANCE`` (max abs) at batch 1 and at a larger batch (the batch axis is dynamic), and the
 written model.json must load with ``load_bundle``; otherwise export fails and writes no model.json.
+
+One exception, reported rather than hidden: where the in-graph 3x3 peak test compares two scores
+equal to within ``TIE`` (float rounding), a runtime may keep or zero that score; such locations
+are counted in model.json ``verification`` and must hold either the score or zero.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .versions import versions
 log = logging.getLogger(__name__)
 OPSET = 17
 TOLERANCE = 1e-4
+TIE = 1e-6  # values this close in the peak test are a tie, whichever runtime breaks it
 VERIFY_IMAGES = 4
 VERIFY_SEED = 990_001  # scenes for verification when no data set is given; never a training seed
 POSTPROCESS = {'score_threshold': 0.3, 'nms_iou_threshold': 0.6, 'max_detections': 100}
@@ -70,26 +75,43 @@ def verification_images(data: str | None) -> list[np.ndarray]:
     return [render_scene(VERIFY_SEED, i).image for i in range(VERIFY_IMAGES)]
 
 
-def _max_difference(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -> float:
-    return max(float(np.abs(e - a).max()) for e, a in zip(expected, actual, strict=True))
+def compare(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray],
+            ties: Sequence[np.ndarray | None]) -> tuple[float, int]:
+    """(max abs difference outside numerical ties, how many tie locations the runtimes broke
+    differently). At a tie the other runtime may keep the score or zero it, nothing else."""
+    worst, broken = 0.0, 0
+    for e, a, tie in zip(expected, actual, ties, strict=True):
+        diff = np.abs(e - a)
+        if tie is not None:
+            differs = tie & (diff > TOLERANCE)
+            explained = differs & ((np.abs(a) <= TOLERANCE) | (np.abs(e) <= TOLERANCE))
+            broken += int(explained.sum())
+            diff = np.where(explained, 0.0, diff)
+        worst = max(worst, float(diff.max()))
+    return worst, broken
 
 
-def verify(graph: torch.nn.Module, onnx_path: Path, ts_path: Path, spec: InputSpec,
+def verify(model: torch.nn.Module, arch: Architecture, bundle_dir: Path, spec: InputSpec,
            images: Sequence[np.ndarray]) -> dict[str, float]:
     """Max abs difference of ONNX Runtime and TorchScript against PyTorch, per batch size."""
+    onnx_path, ts_path = bundle_dir / 'model.onnx', bundle_dir / 'model.ts'
     tensors = [preprocess(image, spec)[0] for image in images]
     session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
     scripted = torch.jit.load(str(ts_path), map_location='cpu')
     report: dict[str, float] = {}
     for batch in (tensors[:1], tensors):
-        x = np.concatenate(batch)
+        x = torch.from_numpy(np.concatenate(batch))
         with torch.no_grad():
-            expected = [o.numpy() for o in graph(torch.from_numpy(x))]
-            from_ts = [o.numpy() for o in scripted(torch.from_numpy(x))]
-        from_onnx = session.run(None, {spec.name: x})
-        report[f'onnxruntime_batch{len(batch)}'] = _max_difference(expected, from_onnx)
-        report[f'torchscript_batch{len(batch)}'] = _max_difference(expected, from_ts)
-    worst = max(report.values())
+            raw = model(x)
+            expected = [o.numpy() for o in arch.head(raw)]
+            ties = ([arch.ties(raw, TIE).numpy()] if arch.ties else [None]) * len(expected)
+            from_ts = [o.numpy() for o in scripted(x)]
+        from_onnx = session.run(None, {spec.name: x.numpy()})
+        for runtime, actual in (('onnxruntime', from_onnx), ('torchscript', from_ts)):
+            worst, broken = compare(expected, actual, ties)
+            report[f'{runtime}_batch{len(batch)}'] = worst
+            report[f'{runtime}_batch{len(batch)}_ties_broken_differently'] = broken
+    worst = max(v for k, v in report.items() if not k.endswith('differently'))
     if worst > TOLERANCE:
         raise ExportError(f'{onnx_path.parent}: exported model differs from PyTorch by {worst:.2e} '
                           f'(limit {TOLERANCE:.0e}): {report}')
@@ -121,6 +143,7 @@ def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: 
     spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta['input'].items()})
     model = arch.build(len(meta['classes']))
     model.load_state_dict(state['model'])
+    model.eval()
     graph = Deployed(model, arch).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,8 +151,8 @@ def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: 
     json_path.unlink(missing_ok=True)  # no model.json until the new model files verify
     _export_onnx(graph, arch, spec, onnx_path)
     _export_torchscript(graph, spec, ts_path)
-    differences = verify(graph, onnx_path, ts_path, spec, verification_images(verify_data))
-    log.info('verified: max abs difference %.2e (limit %.0e)', max(differences.values()), TOLERANCE)
+    differences = verify(model, arch, out, spec, verification_images(verify_data))
+    log.info('verified: %s (limit %.0e)', differences, TOLERANCE)
     document = {
         'format': 1, 'arch': arch.name, 'description': arch.description, 'classes': meta['classes'],
         'input': {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
@@ -141,7 +164,8 @@ def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: 
         'training': {'epochs': meta.get('epoch'), 'data': meta.get('data'), 'config': meta.get('config'),
                      'validation': meta.get('metrics')},
         'metrics': metrics or {},
-        'verification': {'tolerance': TOLERANCE, 'max_abs_difference': differences},
+        'verification': {'tolerance': TOLERANCE, 'tie': TIE, 'images': VERIFY_IMAGES,
+                         'max_abs_difference': differences},
         'versions': {'training': meta.get('versions', {}), 'export': versions()},
     }
     with tempfile.TemporaryDirectory() as staging:

@@ -43,7 +43,7 @@ def _plan_to_actions(context, *args, **kwargs):
     plan = make_plan(arg('config'), model=arg('model'), log_level=arg('log_level'),
                      namespace=arg('namespace'), use_sim_time=arg('use_sim_time').lower() == 'true')
     node = Node(
-        package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace,
+        package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace or None,
         parameters=[str(plan.params_file)], arguments=['--ros-args', *plan.ros_arguments],
         additional_env=plan.env, prefix=' '.join(plan.prefix) or None, output='screen', emulate_tty=True)
     actions = [LogInfo(msg=describe(plan))]

@@ -91,17 +91,14 @@ def engine_problem(config: DeploymentConfig, engine: Path) -> str | None:
     if not config['model.rebuild_on_mismatch']:
         return None
     from isaac_trt_perception.bundle import load_bundle
-    from perception_engine_builder.plan import network_shape
-    from perception_engine_builder.sidecar import Expected, SidecarError, check_sidecar, read_sidecar
+    from perception_engine_builder.sidecar import SidecarError, check_sidecar, expected_for, read_sidecar
     try:
         sidecar = read_sidecar(engine)
     except SidecarError as exc:
         return str(exc)
-    bundle = load_bundle(engine)
-    expected = Expected(precision=str(config['model.precision']), onnx_sha256=bundle.onnx_sha256,
-                        max_batch_size=int(config['performance.max_batch_size']),  # type: ignore[arg-type]
-                        input_shape=network_shape(bundle.input, 1)[1:],
-                        compute_capability=str(config['target_platform.compute_capability']))
+    expected = expected_for(load_bundle(engine), str(config['model.precision']),
+                            int(config['performance.max_batch_size']),  # type: ignore[arg-type]
+                            str(config['target_platform.compute_capability']))
     mismatches = check_sidecar(sidecar, None, expected)
     return '; '.join(str(m) for m in mismatches) or None
 

@@ -12,14 +12,7 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import (
-    DeclareLaunchArgument,
-    ExecuteProcess,
-    LogInfo,
-    OpaqueFunction,
-    RegisterEventHandler,
-)
-from launch.event_handlers import OnProcessExit
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -46,17 +39,7 @@ def _plan_to_actions(context, *args, **kwargs):
         package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace or None,
         parameters=[str(plan.params_file)], arguments=['--ros-args', *plan.ros_arguments],
         additional_env=plan.env, prefix=' '.join(plan.prefix) or None, output='screen', emulate_tty=True)
-    actions = [LogInfo(msg=describe(plan))]
-    if not plan.engine_build:
-        return [*actions, node]
-    build = ExecuteProcess(cmd=list(plan.engine_build), output='screen', additional_env=plan.env)
-
-    def after_build(event, _context):
-        if event.returncode != 0:
-            return [LogInfo(msg=f'engine build failed (exit {event.returncode}); not starting the node')]
-        return [node]
-
-    return [*actions, build, RegisterEventHandler(OnProcessExit(target_action=build, on_exit=after_build))]
+    return [LogInfo(msg=describe(plan)), node]
 
 
 def generate_launch_description() -> LaunchDescription:

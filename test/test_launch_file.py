@@ -57,7 +57,7 @@ def test_launch_file_imports_only_humble_apis() -> None:
 def test_launch_actions_get_only_humble_keywords() -> None:
     calls = [n for n in ast.walk(tree()) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     checked = {c.func.id for c in calls if c.func.id in HUMBLE_KEYWORDS}
-    assert {'Node', 'ExecuteProcess', 'OnProcessExit', 'DeclareLaunchArgument'} <= checked
+    assert {'Node', 'DeclareLaunchArgument', 'OpaqueFunction'} <= checked
     for call in calls:
         allowed = HUMBLE_KEYWORDS.get(call.func.id)
         if allowed is not None:

@@ -2,9 +2,13 @@
 
 ``make_plan`` turns the deployment YAML and the launch arguments into a :class:`LaunchPlan`: the
 node's executable, name, namespace, generated params file, ROS arguments, environment and CPU
-pinning prefix, plus the engine build to run first when the YAML asks for one. The launch file
-only converts the plan into launch actions, and :meth:`LaunchPlan.command` gives the same start as
-one command line for machines without the ``launch`` package (tests, demo, replay).
+pinning prefix. The launch file only converts the plan into launch actions, and
+:meth:`LaunchPlan.command` gives the same start as one command line for machines without the
+``launch`` package (tests, demo, replay).
+
+Building a TensorRT engine at start (model.build_on_start, model.rebuild_on_mismatch) is the
+node's own first step, where the GPU and TensorRT version are known, so ``ros2 run`` and
+``ros2 launch`` behave the same and the rule for "this engine fits" lives in one place.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ class LaunchPlan:
     ros_arguments: tuple[str, ...]           # after --ros-args, besides the params file
     env: dict[str, str]                      # added to the node's environment
     prefix: tuple[str, ...] = ()             # e.g. ('taskset', '-c', '0,1') for CPU affinity
-    engine_build: tuple[str, ...] = ()       # command to run (and succeed) before the node starts
     notes: tuple[str, ...] = field(default=())  # what the plan changed from the YAML, for the log
 
     def command(self, executable: str | Path) -> list[str]:
@@ -79,46 +82,6 @@ def cpu_prefix(cores: list[int]) -> tuple[tuple[str, ...], list[str]]:
     return ('taskset', '-c', ','.join(str(c) for c in kept)), notes
 
 
-def engine_problem(config: DeploymentConfig, engine: Path) -> str | None:
-    """Why the engine must be (re)built before the node starts, or None.
-
-    A missing engine always; with model.rebuild_on_mismatch also a missing sidecar or one that no
-    longer matches the deployment and the bundle. TensorRT version and GPU model can only be
-    compared where TensorRT runs: the node's TensorRT backend checks those when it loads.
-    """
-    if not engine.is_file():
-        return 'the engine does not exist'
-    if not config['model.rebuild_on_mismatch']:
-        return None
-    from isaac_trt_perception.bundle import load_bundle
-    from perception_engine_builder.sidecar import SidecarError, check_sidecar, expected_for, read_sidecar
-    try:
-        sidecar = read_sidecar(engine)
-    except SidecarError as exc:
-        return str(exc)
-    expected = expected_for(load_bundle(engine), str(config['model.precision']),
-                            int(config['performance.max_batch_size']),  # type: ignore[arg-type]
-                            str(config['target_platform.compute_capability']))
-    mismatches = check_sidecar(sidecar, None, expected)
-    return '; '.join(str(m) for m in mismatches) or None
-
-
-def engine_build_command(config: DeploymentConfig) -> tuple[str, ...]:
-    """The engine build to run before the node, or () when none is needed or allowed.
-
-    Only when model.path names a TensorRT engine and model.build_on_start is true.
-    """
-    engine = Path(str(config['model.path']))
-    if engine.suffix not in ENGINE_SUFFIXES or not config['model.build_on_start']:
-        return ()
-    reason = engine_problem(config, engine)
-    if reason is None:
-        return ()
-    log.info('%s: %s; building it before the node starts', engine, reason)
-    return ('perception-build-engine', '--config', str(config.source), '--bundle', str(engine.parent),
-            '--out', str(engine))
-
-
 def make_plan(config_path: str | Path, *, model: str | None = None, log_level: str | None = None,
               namespace: str = '', use_sim_time: bool = False, params_dir: str | Path | None = None,
               middleware_config_dir: str | Path | None = None) -> LaunchPlan:
@@ -144,8 +107,7 @@ def make_plan(config_path: str | Path, *, model: str | None = None, log_level: s
     ros_arguments = ('--log-level', ROS_LOG_LEVELS[str(config['logging.level'])])
     return LaunchPlan(config=config, node_name=config.node_name, namespace=namespace,
                       params_file=params_file, ros_arguments=ros_arguments,
-                      env=middleware_environment(middleware_config_dir), prefix=prefix,
-                      engine_build=engine_build_command(config), notes=tuple(notes))
+                      env=middleware_environment(middleware_config_dir), prefix=prefix, notes=tuple(notes))
 
 
 def describe(plan: LaunchPlan) -> str:
@@ -155,6 +117,6 @@ def describe(plan: LaunchPlan) -> str:
              f'params file {plan.params_file}']
     if plan.prefix:
         lines.append('pinned with ' + ' '.join(plan.prefix))
-    if plan.engine_build:
-        lines.append('engine build first: ' + ' '.join(plan.engine_build))
+    if Path(str(plan.config['model.path'])).suffix in ENGINE_SUFFIXES and plan.config['model.build_on_start']:
+        lines.append('the node builds the TensorRT engine first if it is missing (model.build_on_start)')
     return '\n'.join(lines + list(plan.notes))

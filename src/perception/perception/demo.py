@@ -42,11 +42,15 @@ def isolated_environment() -> dict[str, str]:
 
 
 def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str) -> dict:
-    from isaac_trt_perception.bundle import load_bundle
+    from isaac_trt_perception.bundle import BundleError, load_bundle
 
     started = time.monotonic()
     plan = make_plan(config, model=model, params_dir=out / 'launch')
-    bundle = load_bundle(str(plan.config['model.path']))
+    try:
+        bundle = load_bundle(str(plan.config['model.path']))
+    except BundleError as exc:
+        raise BundleError(f'{exc}\nThe demo needs a model bundle: the shipped one is models/detector '
+                          '(make train writes it), or pass --model PATH/model.onnx') from exc
     for name in ('synthetic', 'answers', 'report'):
         shutil.rmtree(out / name, ignore_errors=True)
     bag = record_synthetic(out / 'synthetic', frames=frames, classes=bundle.classes, storage=storage)

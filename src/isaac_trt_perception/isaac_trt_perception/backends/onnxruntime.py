@@ -25,6 +25,9 @@ class OnnxRuntimeBackend(Backend):
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads > 0:
             session_options.intra_op_num_threads = options.threads
+        # Idle pool threads would otherwise spin after each run, taking the cores that DDS, the
+        # camera driver and the node's own threads need between frames.
+        session_options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         providers: list = ['CPUExecutionProvider']
         if 'CUDAExecutionProvider' in ort.get_available_providers():
             cuda: dict[str, object] = {}

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from perception.atomic import write_text
 from perception.config import ConfigError, DeploymentConfig, load_config
+from perception_trainer.atomic import write_text
 
 log = logging.getLogger(__name__)
 

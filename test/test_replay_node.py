@@ -2,14 +2,16 @@
 `perception-bag replay`, then `perception-bag evaluate`.
 
 - probe bundle (fixed, known outputs, ~2 ms inference): every frame at 30 Hz is answered, with the
-  exact number of boxes, and latency is measured. Two deployment settings are changed, because
-  on a shared 2-core CI machine the node is at times descheduled for more than a frame period:
-  reliable QoS with depth 10 (best effort with depth 1, right on a robot, then loses a frame by
-  design: the newest wins), and no rate cap (runtime.inference_frequency 0: frames bunched by
-  such a delay come closer together than a 30 Hz cap admits). What is left to fail is the
-  replay, the transport of camera-sized frames, the node and the evaluation losing a frame;
+  exact number of boxes, and latency is measured;
 - shipped bundle (models/detector): mAP@.5 on the replay is within 0.05 of the bar the trainer
   recorded in model.json, and no frame is dropped where inference is faster than the frame period.
+
+Both change two deployment settings (LOSSLESS), because on a shared 2-core CI machine the node is
+at times descheduled for more than a frame period: reliable QoS with depth 10 (best effort with
+depth 1, right on a robot, then loses a frame by design: the newest wins), and no rate cap
+(runtime.inference_frequency 0: frames bunched by such a delay come closer together than a 30 Hz
+cap admits; measured: 1 of 300 frames in `make demo` on this machine). What is left to fail is the
+replay, the transport of camera-sized frames, the node or the evaluation losing a frame.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ WORKSPACE = Path(__file__).resolve().parents[1]
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 SHIPPED = WORKSPACE / 'models/detector'
 FRAME_PERIOD_MS = 1000 / 30
+LOSSLESS = {'runtime.inference_frequency': 0, 'ros_integration.qos_profile.reliability': 'reliable',
+            'ros_integration.qos_profile.depth': 10}
 if not NODE.is_file():
     pytest.skip(f'{NODE} is not built (make build)', allow_module_level=True)
 
@@ -84,9 +88,7 @@ def test_every_frame_answered_at_30_hz_with_probe_bundle(tmp_path: Path, ros_env
     probe = probe_module()
     model = probe.write_probe_bundle(tmp_path / 'bundle')
     frames = 60
-    config = deployment(tmp_path, model, **{'runtime.inference_frequency': 0,
-                                            'ros_integration.qos_profile.reliability': 'reliable',
-                                            'ros_integration.qos_profile.depth': 10})
+    config = deployment(tmp_path, model, **LOSSLESS)
     report, monitoring = replay_and_evaluate(tmp_path, config, ros_env, frames, model.parent)
     inference = monitoring['latency']['p99_ms']
     if inference >= FRAME_PERIOD_MS:
@@ -110,7 +112,7 @@ def test_shipped_bundle_meets_its_bar_on_a_replayed_bag(tmp_path: Path, ros_env:
     recorded = json.loads(model_json.read_text()).get('metrics', {})
     if 'mAP50' not in recorded:
         pytest.skip(f'{model_json} records no metrics.mAP50 bar')
-    changes = {}
+    changes = dict(LOSSLESS)
     if 'score_threshold' in recorded:  # score the replay like the trainer scored the bar
         changes['detection.score_threshold'] = float(recorded['score_threshold'])
     config = deployment(tmp_path, SHIPPED / 'model.onnx', **changes)
@@ -119,4 +121,4 @@ def test_shipped_bundle_meets_its_bar_on_a_replayed_bag(tmp_path: Path, ros_env:
     assert metrics['answered'] > 0
     assert metrics['map50'] >= recorded['mAP50'] - 0.05, (metrics['map50'], recorded['mAP50'])
     if monitoring['latency']['p99_ms'] < FRAME_PERIOD_MS:
-        assert metrics['dropped'] == 0
+        assert metrics['dropped'] == 0, f'the node counted drops {monitoring["dropped"]}'

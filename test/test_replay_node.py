@@ -69,14 +69,15 @@ def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
-def replay_and_evaluate(tmp_path: Path, config: Path, ros_env: dict, frames: int,
-                        bundle: Path) -> tuple[dict, dict]:
+def replay_and_evaluate(tmp_path: Path, config: Path, ros_env: dict, frames: int, bundle: Path,
+                        *replay_options: str) -> tuple[dict, dict]:
     """(evaluation report, the node's own monitoring file) for a fresh bag through the node."""
     bag, answers, report = tmp_path / 'synthetic', tmp_path / 'answers', tmp_path / 'report'
     cli('record-synthetic', str(bag), '--frames', str(frames), '--bundle', str(bundle), env=ros_env)
     plan = make_plan(config, params_dir=tmp_path / 'launch', middleware_config_dir=WORKSPACE / 'config')
     with running_node(plan, tmp_path / 'node.log', ros_env):
-        replayed = cli('replay', str(bag), str(answers), '--config', str(config), env=ros_env)
+        replayed = cli('replay', str(bag), str(answers), '--config', str(config), *replay_options,
+                       env=ros_env)
     assert f'{frames} frames published' in replayed.stdout
     cli('evaluate', str(bag), str(answers), '--out', str(report), '--config', str(config), '--no-video',
         env=ros_env)
@@ -103,6 +104,17 @@ def test_every_frame_answered_at_30_hz_with_probe_bundle(tmp_path: Path, ros_env
     assert metrics['latency']['count'] == frames
     assert 0 < metrics['latency']['p50_ms'] < 1000
     assert (tmp_path / 'report' / 'strip.png').is_file() and (tmp_path / 'report' / 'report.md').is_file()
+
+
+def test_lockstep_into_sqlite_with_the_default_deployment(tmp_path: Path, ros_env: dict) -> None:
+    """Lockstep keeps one frame in flight and never outruns the node's 30 Hz cap, so even the
+    default best-effort, depth-1, rate-capped deployment answers every frame; the answers bag is
+    sqlite3 (written from the thread that opened it, as sqlite requires)."""
+    model = probe_module().write_probe_bundle(tmp_path / 'bundle')
+    report, _ = replay_and_evaluate(tmp_path, deployment(tmp_path, model), ros_env, 20, model.parent,
+                                    '--lockstep', '--storage', 'sqlite3')
+    assert (report['metrics']['answered'], report['metrics']['dropped']) == (20, 0)
+    assert (tmp_path / 'answers' / 'answers.db3').is_file()
 
 
 def test_shipped_bundle_meets_its_bar_on_a_replayed_bag(tmp_path: Path, ros_env: dict) -> None:

@@ -114,6 +114,18 @@ def test_answers_for_another_bag_are_refused(tmp_path: Path, synthetic_bag: Path
         evaluate(synthetic_bag, answers)
 
 
+def test_frames_beyond_damage_in_the_truth_bag_are_left_out(tmp_path: Path, synthetic_bag: Path) -> None:
+    answers = replay_style_answers(tmp_path / 'answers', truth(synthetic_bag))
+    damaged = tmp_path / 'damaged'
+    damaged.mkdir()
+    data = (synthetic_bag / 'synthetic.mcap').read_bytes()
+    (damaged / 'damaged.mcap').write_bytes(data[:len(data) // 2])
+    evaluation = evaluate(damaged, answers)
+    assert 0 < evaluation.metrics['frames'] < len(truth(synthetic_bag))
+    assert evaluation.metrics['dropped'] == 0
+    assert evaluation.damage and 'damaged.mcap is truncated' in evaluation.damage[0]
+
+
 def test_report_files(tmp_path: Path, synthetic_bag: Path) -> None:
     frames = truth(synthetic_bag)
     answers = replay_style_answers(tmp_path / 'answers', frames, lambda i, boxes: None if i == 2 else boxes)

@@ -51,6 +51,7 @@ def _replay(args: argparse.Namespace) -> int:
     for key, value in middleware_environment().items():
         os.environ.setdefault(key, value)
     summary = replay(args.bag, args.out, qos=ReplayQos.of(values), rate=args.rate, lockstep=args.lockstep,
+                     max_rate_hz=float(values['runtime.inference_frequency']),
                      answer_timeout=args.answer_timeout, ready_timeout=args.ready_timeout,
                      tail_timeout=args.tail_timeout, storage=args.storage, **deployment_topics(values))
     print(f'{summary.output}: {summary.published} frames published, {summary.answered} answered '
@@ -105,8 +106,8 @@ def parser() -> argparse.ArgumentParser:
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument('--rate', type=float, default=1.0, help='speed factor on the recorded rate')
     pace.add_argument('--lockstep', action='store_true',
-                      help='send each frame when the previous one is answered '
-                      '(as fast as the detector keeps up)')
+                      help='send each frame when the previous one is answered (as fast as the '
+                      'detector keeps up, never above its runtime.inference_frequency)')
     rep.add_argument('--answer-timeout', type=float, default=1.0, help='lockstep: seconds to wait per frame')
     rep.add_argument('--ready-timeout', type=float, default=60.0,
                      help='seconds to wait for the detector to answer a warm-up frame')

@@ -85,9 +85,12 @@ def match(truth_bag: str | Path, answers_bag: str | Path, *, truth_topic: str = 
     mapping, sent, latency_source = _published(answer_source, truth, image_topic)
     frames = {s: FrameResult(s, truth[s]) for s in sorted(set(mapping.values())) if s in truth}
     unknown = sorted(set(mapping.values()) - set(truth))
-    if unknown:
+    if unknown and truth_source.damage is None:
         raise BagError(f'{answer_source.path}: {len(unknown)} published frame(s) have no ground truth on '
                        f'{truth_topic!r} in {truth_source.path} (first stamp {unknown[0]}); wrong bag?')
+    if unknown:  # their ground truth lies beyond the damage: they cannot be scored
+        log.warning('%s: %d published frame(s) lie beyond the damage in %s and are not evaluated',
+                    answer_source.path, len(unknown), truth_source.path)
     unmatched = 0
     for log_time, msg in answer_source.messages(detections_topic, DETECTIONS):
         stamp = stamp_ns(msg)

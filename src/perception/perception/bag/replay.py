@@ -85,7 +85,8 @@ def _qos(qos: ReplayQos, depth: int | None = None):
 
 
 class _Recorder:
-    """The output bag, written from the executor thread (answers) and the main thread (references)."""
+    """The output bag. Answers arrive on the executor thread and wait in ``pending``; every write
+    happens on the thread that opened the bag (sqlite3 connections must stay on their thread)."""
 
     def __init__(self, path: Path, storage: str, detections_topic: str) -> None:
         store = typestore()
@@ -96,17 +97,29 @@ class _Recorder:
         self.first_stamp: int | None = None  # answers to frames stamped earlier are warm-up answers
         self.warmup_answers = 0
         self.answered: set[int] = set()      # replay stamps of recorded answers
+        self.pending: list[tuple[int, bytes]] = []
 
     def on_detections(self, data: bytes) -> None:
+        """Executor thread: note the answer; never raise (that would stop the executor)."""
         received = time.time_ns()
-        stamp = stamp_ns(typestore().deserialize_cdr(data, DETECTIONS))
+        try:
+            stamp = stamp_ns(typestore().deserialize_cdr(data, DETECTIONS))
+        except Exception as exc:  # rosbags raises assorted errors on bad CDR
+            log.warning('an answer that is not a valid %s was ignored: %r', DETECTIONS, exc)
+            return
         with self.changed:
             if self.first_stamp is None or stamp < self.first_stamp:
                 self.warmup_answers += 1
             else:
-                self.writer.write(self.detections, received, data)
+                self.pending.append((received, data))
                 self.answered.add(stamp)
             self.changed.notify_all()
+
+    def flush(self) -> None:
+        with self.changed:
+            pending, self.pending = self.pending, []
+        for received, data in pending:
+            self.writer.write(self.detections, received, data)
 
     def reference(self, stamp: int, frame_id: str, original: int, source: str) -> None:
         data = typestore().serialize_cdr(time_reference_message(stamp, frame_id, original, source),
@@ -114,15 +127,16 @@ class _Recorder:
         with self.changed:
             if self.first_stamp is None:
                 self.first_stamp = stamp
-            self.writer.write(self.references, stamp, bytes(data))
+        self.writer.write(self.references, stamp, bytes(data))
+        self.flush()
 
     def wait(self, predicate, timeout: float) -> bool:
         with self.changed:
             return self.changed.wait_for(predicate, timeout=timeout)
 
     def close(self) -> None:
-        with self.changed:
-            self.writer.close()
+        self.flush()
+        self.writer.close()
 
 
 def _restamped(msg: object, stamp: int) -> bytes:
@@ -139,9 +153,14 @@ def _sleep_until(deadline: float) -> None:
 
 def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/camera/image_rect',
            detections_topic: str = '/object_detections', qos: ReplayQos = ReplayQos(), rate: float = 1.0,
-           lockstep: bool = False, answer_timeout: float = 1.0, ready_timeout: float = 60.0,
-           tail_timeout: float = 2.0, storage: str = 'mcap', progress: bool = True) -> ReplaySummary:
-    """Replay ``bag_path`` into the ROS graph this process's environment selects (ROS_DOMAIN_ID...)."""
+           lockstep: bool = False, max_rate_hz: float = 0.0, answer_timeout: float = 1.0,
+           ready_timeout: float = 60.0, tail_timeout: float = 2.0, storage: str = 'mcap',
+           progress: bool = True) -> ReplaySummary:
+    """Replay ``bag_path`` into the ROS graph this process's environment selects (ROS_DOMAIN_ID...).
+
+    ``max_rate_hz`` (lockstep only): never send faster than this, the detector's own rate cap
+    (runtime.inference_frequency), which would otherwise drop every frame sent too soon.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
@@ -178,10 +197,14 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
         origin_stamp, origin_clock = stamp_ns(first[1]), time.monotonic()
         with tqdm(total=bag.counts.get(image_topic), desc=f'replaying {bag.path.name}', unit='frame',
                   disable=not progress) as bar:
+            sent_clock = -1e9
             for msg in _frames(first[1], frames):
                 original = stamp_ns(msg)
                 if not lockstep:
                     _sleep_until(origin_clock + (original - origin_stamp) / 1e9 / rate)
+                elif max_rate_hz > 0:
+                    _sleep_until(sent_clock + 1.0 / max_rate_hz)
+                sent_clock = time.monotonic()
                 stamp = time.time_ns()
                 recorder.reference(stamp, msg.header.frame_id, original, source)  # type: ignore[attr-defined]
                 publisher.publish(_restamped(msg, stamp))

@@ -14,6 +14,7 @@ number of workers produces the same files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -65,14 +66,16 @@ def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple
     workers = max(1, min(workers or os.cpu_count() or 1, num_images))
     job = partial(_write_frame, out=out, seed=seed, size=size, classes=classes, image_format=image_format)
     bar = tqdm(total=num_images, desc=f'rendering {out.name}', unit='img', disable=not progress)
-    if workers == 1:
-        records = [job(i) for i in range(num_images) if not bar.update(1)]
-    else:
-        with multiprocessing.get_context('spawn').Pool(workers) as pool:
-            records = []
-            for record in pool.imap(job, range(num_images), chunksize=8):
-                records.append(record)
-                bar.update(1)
+    records = []
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            frames = map(job, range(num_images))
+        else:
+            pool = stack.enter_context(multiprocessing.get_context('spawn').Pool(workers))
+            frames = pool.imap(job, range(num_images), chunksize=8)
+        for record in frames:
+            records.append(record)
+            bar.update(1)
     bar.close()
     info = {'description': 'perception-synth synthetic scenes', 'seed': seed, 'num_images': num_images,
             'size': list(size), 'generator': 'perception_trainer.synth'}

@@ -7,7 +7,9 @@
 4. ``perception-eval`` of the bundle on the held-out set; the report goes to ``<bundle>/eval`` and
    its numbers into model.json ``metrics``.
 
-Options not listed below are passed to perception-train (``--device cuda --workers 12``...).
+Options not listed below are passed to perception-train (``--device cuda --workers 12``...). To
+train on a GPU host and export here: ``--skip-export`` there, copy the run directory (``--out``)
+back, then ``--skip-train`` here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import atomic
+from .checkpoint import BEST
 from .config import add_arguments, load_config
 from .evaluate import evaluate_bundle, format_table
 from .export import export_bundle
@@ -58,16 +61,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--bundle', type=Path, default=Path('models/detector'), help='bundle directory')
     parser.add_argument('--synth-workers', type=int, default=None, help='rendering processes')
     parser.add_argument('--skip-export', action='store_true', help='train only (e.g. on a GPU host)')
+    parser.add_argument('--skip-train', action='store_true',
+                        help='export and evaluate the best checkpoint already in --out')
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.config is None:
         args.config = Path('config/train_default.yaml')
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    train_dir = ensure_dataset(args.data_dir, 'train', args.synth_workers)
-    val_dir = ensure_dataset(args.data_dir, 'val', args.synth_workers)
-    cfg = load_config(args, overrides={'train_data': str(train_dir), 'val_data': str(val_dir),
+    data = {role: args.data_dir / DATA_SETS[role][0] for role in DATA_SETS}
+    cfg = load_config(args, overrides={'train_data': str(data['train']), 'val_data': str(data['val']),
                                        'resume': getattr(args, 'resume', 'true')})
-    best = train(cfg)
+    if args.skip_train:
+        best = Path(cfg.out) / BEST
+    else:
+        ensure_dataset(args.data_dir, 'train', args.synth_workers)
+        ensure_dataset(args.data_dir, 'val', args.synth_workers)
+        best = train(cfg)
     if args.skip_export:
         return
     test_dir = ensure_dataset(args.data_dir, 'test', args.synth_workers)

@@ -26,9 +26,16 @@ demo: setup
 bench: setup
 	@$(RUN) tools/bench.sh
 
+TRT_LAYER := src/perception_engine_builder/perception_engine_builder/tensorrt_build.py \
+             src/perception_engine_builder/perception_engine_builder/torch_tensorrt_build.py \
+             src/isaac_trt_perception/isaac_trt_perception/backends/tensorrt.py
+
 lint: setup
 	@$(RUN) ruff check .
+	@$(RUN) python src/perception_engine_builder/tools/tensorrt_stubs.py .cache/tensorrt-stubs
+	@$(RUN) mypy --config-file src/perception_engine_builder/mypy.ini $(TRT_LAYER)
 	@$(RUN) python -m py_compile launch/jetson.launch.py
+	@echo "lint: ruff, mypy (TensorRT layer against tensorrt-stubs), launch file compile: all passed"
 
 train: setup
 	@$(RUN) tools/train_default.sh

@@ -18,6 +18,11 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'perception-synth = perception_trainer.generate:main',
+            'perception-train = perception_trainer.train:main',
+            'perception-eval = perception_trainer.evaluate:main',
+            'perception-export = perception_trainer.export:main',
+            'perception-train-default = perception_trainer.recipe:main',
         ],
     },
 )

@@ -315,11 +315,14 @@ class _Placer:
         owner_roi = self.owner[y0:y1, x0:x1]
         if not self._keeps_visible(owner_roi[solid]):
             return False
-        rgb = cv2.warpAffine(_texture(rng, shape), matrix, size, flags=cv2.INTER_LINEAR)
+        # Premultiplied colour (zero outside the shape), so the warp's interpolation at the edges
+        # is the coverage itself and edges blend once, without a dark halo.
+        coverage = (shape.mask.astype(np.float32) / 255)[..., None]
+        rgb = cv2.warpAffine(_texture(rng, shape) * coverage, matrix, size, flags=cv2.INTER_LINEAR)
         alpha = (mask.astype(np.float32) / 255)[..., None]
         roi = self.image[y0:y1, x0:x1]
         roi *= 1 - alpha
-        roi += rgb * alpha
+        roi += rgb
         owner_roi[solid] = len(self.in_image)
         self.in_image.append(area)
         self.full.append(float((shape.mask >= 128).sum()) * scale * scale)

@@ -38,8 +38,8 @@ from probe_bundle import expected_boxes, write_probe_bundle  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from isaac_trt_perception.deployment import load_config  # noqa: E402
 from isaac_trt_perception.frame_source import image_fields, save_frames  # noqa: E402
-from perception.config import load_config  # noqa: E402
 from perception.params import write_params_file  # noqa: E402
 from perception_trainer.synth import render_scene  # noqa: E402
 

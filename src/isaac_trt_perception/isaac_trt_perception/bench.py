@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_json
 from .backends import BackendOptions
 from .convert import frame_from_fields
 from .detector import open_detector
 from .frame_source import image_fields, save_frames
-from .metrics import Latency, write_json_atomic
+from .metrics import Latency
 
 OVERHEAD_TARGET_MS = 1.0
 
@@ -125,7 +126,7 @@ def node_params(config: Path, model: Path, backend: str, rate: float, folder: Pa
     """A params file from the deployment YAML (perception-params), pointed at the bench's model."""
     import yaml
 
-    from perception.config import load_config
+    from isaac_trt_perception.deployment import load_config
     from perception.params import write_params_file
     document = yaml.safe_load(config.read_text())
     section = document['deployment_config']
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         'overhead_target_ms': OVERHEAD_TARGET_MS,
         'overhead_target_met': overhead is not None and overhead <= OVERHEAD_TARGET_MS,
     }
-    write_json_atomic(output, result)
+    write_json(output, result)
     if not answered:
         print(node_log, file=sys.stderr)
     print(f'{"stage":<22}{"p50 ms":>10}{"p99 ms":>10}')

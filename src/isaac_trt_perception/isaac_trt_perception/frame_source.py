@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import write_json_atomic
+from .atomic import write_json
 
 
 def save_frames(path: str | Path, frames: Sequence[dict[str, Any]]) -> Path:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                           + msg.header.stamp.nanosec})
     time.sleep(0.5)  # let the last frames leave before the participant goes
     if args.log:
-        write_json_atomic(args.log, published)
+        write_json(args.log, published)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0

@@ -5,12 +5,8 @@ and the values ``/diagnostics`` carries. Pure Python + numpy + psutil; clocks ar
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,21 +14,6 @@ import psutil
 
 WINDOW = 2000          # samples kept per latency series: ~1 min at 30 Hz
 RATE_WINDOW_S = 5.0    # rates are averaged over the last few seconds
-
-
-def write_json_atomic(path: str | Path, document: Any) -> Path:
-    """Write JSON so that a reader sees the old file or the whole new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(document, f, indent=2)
-            f.write('\n')
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 class Latency:

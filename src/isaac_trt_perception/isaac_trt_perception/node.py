@@ -26,6 +26,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from . import diagnostics, resources
+from .atomic import write_json
 from .backends import BackendOptions, EngineUnusable
 from .backends.gpu import used_gpu_memory
 from .backends.select import NoBackend, model_file
@@ -34,7 +35,7 @@ from .convert import ImageError, frame_from_image
 from .debug_image import draw_detections
 from .detector import STAGES, open_detector
 from .messages import detection_array, label_info, vision_types
-from .metrics import Monitor, write_json_atomic
+from .metrics import Monitor
 from .params import PARAMETERS, ParameterError, check_values, parse_memory_size
 from .safety import Fallback, RateLimiter, Watchdog
 
@@ -403,11 +404,11 @@ class DetectionNode(Node):
         v = self.values
         try:
             if v['runtime.enable_profiling']:
-                write_json_atomic(v['runtime.profile_output_path'], {
+                write_json(v['runtime.profile_output_path'], {
                     'node': self.get_name(), 'backend': state.backend, 'wall_time': time.time(),
                     'stages': self.monitor.profile.document()})
             if v['runtime.enable_monitoring']:
-                write_json_atomic(v['runtime.monitoring_output_path'], {
+                write_json(v['runtime.monitoring_output_path'], {
                     'node': self.get_name(), 'backend': state.backend, 'wall_time': time.time(), **document,
                     'degraded': state.degraded, 'processing_rate_hz': state.processing_rate_hz,
                     'overruns': state.overruns, 'gpu_memory_bytes': state.gpu_memory_bytes,

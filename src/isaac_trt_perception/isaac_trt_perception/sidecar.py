@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isaac_trt_perception.bundle import Bundle
-from perception_trainer.atomic import write_json
-
-from .plan import network_shape
+from .atomic import write_json
+from .bundle import Bundle
 
 SIDECAR_FORMAT = 1
 KINDS = ('tensorrt', 'torch_tensorrt')
@@ -71,7 +69,7 @@ def expected_for(bundle: Bundle, precision: str, max_batch_size: int, compute_ca
     """What the deployment (model.precision, performance.max_batch_size,
     target_platform.compute_capability) and the bundle ask of an engine."""
     return Expected(precision=precision, onnx_sha256=bundle.onnx_sha256, max_batch_size=max_batch_size,
-                    input_shape=network_shape(bundle.input, 1)[1:], compute_capability=compute_capability)
+                    input_shape=bundle.input.shape(1)[1:], compute_capability=compute_capability)
 
 
 def sidecar_path(engine_path: str | Path) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from isaac_trt_perception.deployment import ConfigError, load_config
 from isaac_trt_perception.params import PARAMETERS
-from perception.config import ConfigError, load_config
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 SHIPPED = WORKSPACE / 'config' / 'jetson_deployment.yaml'

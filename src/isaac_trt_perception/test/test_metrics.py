@@ -5,7 +5,8 @@ import os
 
 import numpy as np
 
-from isaac_trt_perception.metrics import Latency, Monitor, Rate, write_json_atomic
+from isaac_trt_perception.atomic import write_json
+from isaac_trt_perception.metrics import Latency, Monitor, Rate
 
 
 def test_latency_percentiles_and_window():
@@ -36,7 +37,7 @@ def test_monitor_document_and_atomic_write(tmp_path):
     doc = monitor.document(1.5)
     assert doc['dropped_total'] == 2 and doc['errors'] == {'bad_image': 1}
     assert doc['process']['rss_bytes'] > 10**6
-    path = write_json_atomic(tmp_path / 'deep' / 'm.json', doc)
+    path = write_json(tmp_path / 'deep' / 'm.json', doc)
     assert json.loads(path.read_text())['frames_received'] == 1
     assert os.listdir(path.parent) == ['m.json'], 'no temporary file may be left behind'
     assert monitor.profile.document()['infer']['p50_ms'] == 4.0

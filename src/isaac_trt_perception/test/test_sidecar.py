@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from perception_engine_builder.sidecar import (
+from isaac_trt_perception.sidecar import (
     Expected,
     RuntimeFacts,
     SidecarError,
@@ -99,11 +99,13 @@ def test_unknown_kind_is_refused() -> None:
                      model_json={}, onnx_sha256='', build_seconds=0.0, plan={})
 
 
-def test_expected_for_a_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
-    from isaac_trt_perception.bundle import load_bundle
-    from perception_engine_builder.sidecar import expected_for
-    bundle = load_bundle(tiny_bundle)
+def test_expected_for_a_bundle(probe_onnx: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from isaac_trt_perception.bundle import load_bundle, sha256_of
+    from isaac_trt_perception.sidecar import expected_for
+    bundle = replace(load_bundle(probe_onnx), onnx_sha256=sha256_of(probe_onnx))
     expected = expected_for(bundle, 'fp16', 8, '8.7')
-    assert expected.input_shape == (3, 256, 320) and expected.onnx_sha256 == bundle.onnx_sha256
+    assert expected.input_shape == bundle.input.shape(1)[1:] and expected.onnx_sha256 == bundle.onnx_sha256
     sidecar = read_sidecar(engine_with_sidecar(tmp_path))
     assert [m.key for m in check_sidecar(sidecar, ORIN, expected)] == ['onnx_sha256']

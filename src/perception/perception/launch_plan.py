@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isaac_trt_perception.deployment import ConfigError, DeploymentConfig, load_config
 from isaac_trt_perception.params import ParameterError, by_name, check_value
-from perception.config import ConfigError, DeploymentConfig, load_config
 from perception.middleware import middleware_environment
 from perception.params import node_key, write_params_file
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from perception.config import ConfigError, DeploymentConfig, load_config
-from perception_trainer.atomic import write_text
+from isaac_trt_perception.atomic import write_text
+from isaac_trt_perception.deployment import ConfigError, DeploymentConfig, load_config
 
 log = logging.getLogger(__name__)
 

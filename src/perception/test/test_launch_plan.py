@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perception.config import ConfigError
+from isaac_trt_perception.deployment import ConfigError
 from perception.launch_plan import cpu_prefix, describe, make_plan
 
 WORKSPACE = Path(__file__).resolve().parents[3]

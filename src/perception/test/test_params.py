@@ -8,7 +8,7 @@ import pytest
 import rclpy
 import yaml
 
-from perception.config import load_config
+from isaac_trt_perception.deployment import load_config
 from perception.params import main, node_key, write_params_file
 
 WORKSPACE = Path(__file__).resolve().parents[3]

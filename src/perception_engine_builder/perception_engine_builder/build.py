@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from isaac_trt_perception.atomic import write_bytes, write_json
 from isaac_trt_perception.backends import Backend, BackendOptions
 from isaac_trt_perception.backends.select import open_backend
 from isaac_trt_perception.bundle import Bundle, load_bundle
-from perception_trainer.atomic import write_bytes, write_json
+from isaac_trt_perception.sidecar import RuntimeFacts, make_sidecar, sidecar_path, write_sidecar
 
 from .calibration import calibration_batches, image_files
 from .environment import missing_for
@@ -29,7 +30,6 @@ from .plan import (
     default_engine_path,
     make_plan,
 )
-from .sidecar import RuntimeFacts, make_sidecar, sidecar_path, write_sidecar
 from .verify import EVAL_FRAMES, VerifyError, VerifyReport, dataset_frames, synthetic_frames, verify
 
 log = logging.getLogger(__name__)

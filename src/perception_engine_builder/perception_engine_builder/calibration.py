@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from isaac_trt_perception.atomic import write_bytes
 from isaac_trt_perception.bundle import InputSpec
 from isaac_trt_perception.preprocess import Preprocessor
-from perception_trainer.atomic import write_bytes
 
 from .plan import Calibration
 

@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from isaac_trt_perception.atomic import write_json
 from isaac_trt_perception.backends import BackendError, BackendOptions
 from isaac_trt_perception.backends.select import NoBackend, model_file
 from isaac_trt_perception.bundle import BundleError, bundle_directory, load_bundle
 from isaac_trt_perception.decode import DecodeError
+from isaac_trt_perception.sidecar import SidecarError, SidecarMismatch
 from perception_trainer.annotations import DatasetError
-from perception_trainer.atomic import write_json
 
 from .benchmark import ITERATIONS, WARMUP, benchmark
 from .build import (
@@ -33,7 +34,6 @@ from .build import (
 )
 from .calibration import CalibrationError
 from .plan import CALIBRATION_IMAGES, DEFAULT_OPTIMIZATION_LEVEL, PlanError
-from .sidecar import SidecarError, SidecarMismatch
 from .verify import EVAL_FRAMES, VerifyError, dataset_frames, synthetic_frames, verify
 
 EXIT_FAILED, EXIT_INPUT, EXIT_MISSING = 1, 2, 3
@@ -48,7 +48,7 @@ def _deployment(config: Path, bundle: Path | None) -> dict[str, Any]:
     """The checked deployment values; with --bundle, model.path is that bundle (no ament lookup)."""
     # The bringup's loader is the one validator of the YAML; imported here, not at module level,
     # because the bringup package in turn runs this builder (build on start).
-    from perception.config import ConfigError, load_config
+    from isaac_trt_perception.deployment import ConfigError, load_config
     try:
         return dict(load_config(config, str(bundle.resolve()) if bundle else None).values)
     except ConfigError as exc:

@@ -78,13 +78,6 @@ class BuildPlan:
         return data
 
 
-def network_shape(spec: InputSpec, batch: int) -> tuple[int, ...]:
-    """The input tensor's shape for ``batch`` frames in the bundle's layout."""
-    if spec.layout == 'NHWC':
-        return (batch, spec.height, spec.width, 3)
-    return (batch, 3, spec.height, spec.width)
-
-
 def default_engine_path(model_path: Path, bundle_dir: Path, target: str = 'tensorrt') -> Path:
     """model.path itself when it names an engine, else ``model.engine`` in the bundle;
     Torch-TensorRT output goes to ``model_trt.ts`` in the bundle."""
@@ -97,13 +90,13 @@ def make_profile(spec: InputSpec, batch_size: int, max_batch_size: int) -> Profi
     if batch_size > max_batch_size:
         raise PlanError(f'deployment_config.model.batch_size ({batch_size}) exceeds '
                         f'deployment_config.performance.max_batch_size ({max_batch_size})')
-    return Profile(min=network_shape(spec, 1), opt=network_shape(spec, batch_size),
-                   max=network_shape(spec, max_batch_size))
+    return Profile(min=spec.shape(1), opt=spec.shape(batch_size),
+                   max=spec.shape(max_batch_size))
 
 
 def check_input_shape(input_shape: list[int], bundle: Bundle) -> None:
     """The YAML's input shape must be the bundle's (the batch dimension is planned separately)."""
-    expected = network_shape(bundle.input, input_shape[0] if input_shape else 1)
+    expected = bundle.input.shape(input_shape[0] if input_shape else 1)
     if tuple(input_shape[1:]) != expected[1:]:
         raise PlanError(
             f'deployment_config.model.input_shape {list(input_shape)} does not match the bundle '
@@ -164,7 +157,7 @@ def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *, targ
             raise PlanError(f'--calibration-data {calibration_data}: not a directory')
         batch = min(CALIBRATION_BATCH, profile.max[0])
         calibration = Calibration(data_dir=calibration_data, cache_path=cache, batch_size=batch,
-                                  max_images=calibration_images, shape=network_shape(bundle.input, batch))
+                                  max_images=calibration_images, shape=bundle.input.shape(batch))
     return BuildPlan(
         target=target, source_path=source, onnx_path=bundle.onnx_path, onnx_sha256=onnx_sha256,
         engine_path=engine_path,

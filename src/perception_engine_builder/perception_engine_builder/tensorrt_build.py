@@ -17,11 +17,11 @@ import numpy as np
 import tensorrt as trt
 import torch
 
-from perception_trainer.atomic import write_bytes
+from isaac_trt_perception.atomic import write_bytes
+from isaac_trt_perception.sidecar import RuntimeFacts
 
 from .calibration import read_cache, write_cache
 from .plan import BuildPlan, Calibration
-from .sidecar import RuntimeFacts
 
 log = logging.getLogger(__name__)
 

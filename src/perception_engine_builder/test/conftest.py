@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from isaac_trt_perception.bundle import sha256_of
-from perception.config import load_config
+from isaac_trt_perception.deployment import load_config
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 DEPLOYMENT_YAML = WORKSPACE / 'config' / 'jetson_deployment.yaml'

@@ -12,7 +12,6 @@ from perception_engine_builder.plan import (
     PlanError,
     default_engine_path,
     make_plan,
-    network_shape,
 )
 
 
@@ -117,6 +116,6 @@ def test_default_engine_paths(tmp_path: Path) -> None:
 
 def test_network_shape_follows_the_layout(tiny_bundle: Path) -> None:
     spec = load_bundle(tiny_bundle).input
-    assert network_shape(spec, 4) == (4, 3, 256, 320)
+    assert spec.shape(4) == (4, 3, 256, 320)
     from dataclasses import replace
-    assert network_shape(replace(spec, layout='NHWC'), 4) == (4, 256, 320, 3)
+    assert replace(spec, layout='NHWC').shape(4) == (4, 256, 320, 3)

@@ -10,10 +10,10 @@ import pytest
 
 from isaac_trt_perception.backends import BackendError, BackendOptions
 from isaac_trt_perception.bundle import load_bundle
+from isaac_trt_perception.sidecar import read_sidecar, sidecar_path
 from perception_engine_builder.build import BuildOptions, build_engine, open_exactly, unverified_path
 from perception_engine_builder.environment import missing_for
 from perception_engine_builder.plan import PlanError
-from perception_engine_builder.sidecar import read_sidecar, sidecar_path
 
 NO_TENSORRT = missing_for('tensorrt')
 NO_TORCH_TENSORRT = missing_for('torch_tensorrt')

@@ -1,6 +1,6 @@
 """TensorRT backend (``.engine`` / ``.plan``): the only module that imports tensorrt.
 
-Before deserialising, the engine's sidecar is checked by ``perception_engine_builder.sidecar``
+Before deserialising, the engine's sidecar is checked by ``isaac_trt_perception.sidecar``
 (the one compatibility rule, shared with the builder): TensorRT version, GPU, compute
 capability, precision, batch profile, input shape and the ONNX it was built from. Device buffers
 and the stream are torch CUDA tensors, so no second CUDA binding is needed (JetPack ships torch).
@@ -46,7 +46,7 @@ class TensorRTBackend(Backend):
                                'tensors for device buffers') from exc
         if not torch.cuda.is_available():
             raise BackendError(f'torch {torch.__version__} sees no CUDA device')
-        from perception_engine_builder.sidecar import (
+        from ..sidecar import (
             RuntimeFacts,
             SidecarError,
             SidecarMismatch,

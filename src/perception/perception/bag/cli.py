@@ -22,7 +22,7 @@ STORAGES = ('mcap', 'sqlite3')
 def _config_values(path: str | None) -> dict:
     """The deployment values that shape a replay (topics, QoS); the table's defaults without --config."""
     if path:
-        from perception.config import load_config
+        from isaac_trt_perception.deployment import load_config
         return load_config(path).values
     from isaac_trt_perception.params import check_values
     return check_values({})

@@ -213,7 +213,7 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
                      if kinds[s['index']] not in ('vga', 'hd')]
         assert sum(stamp in answers for stamp in after_bad) >= len(after_bad) - 1
 
-        # the cap (30 Hz, bucket of 1.5 frames) over however long the burst really took
+        # the cap (30 Hz, bucket of 2 frames) over however long the burst really took
         seconds = (burst[-1]['stamp_ns'] - burst[0]['stamp_ns']) * 1e-9
         allowed = 30 * seconds + 2
         burst_answers = sum(s['stamp_ns'] in answers for s in burst)

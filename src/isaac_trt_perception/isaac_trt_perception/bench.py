@@ -53,8 +53,8 @@ def bench_frames(count: int, width: int, height: int) -> tuple[list[dict[str, An
 
 
 def measure_inference(model: Path, backend: str, frames: list[dict[str, Any]], runs: int,
-                      threads: int) -> tuple[dict[str, Any], str]:
-    detector, selection = open_detector(model, backend, BackendOptions(threads=threads))
+                      options: BackendOptions) -> tuple[dict[str, Any], str]:
+    detector, selection = open_detector(model, backend, options)
     stages = {name: Latency() for name in ('preprocess', 'infer', 'postprocess')}
     for i in range(runs + 10):
         fields = frames[i % len(frames)]
@@ -162,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
     frames, source = bench_frames(30, args.width, args.height)
     threads = len(os.sched_getaffinity(0))
-    inference, backend = measure_inference(model, args.backend, frames, runs=200, threads=threads)
+    # the node's precision from the deployment YAML (torch_cuda runs fp16 or fp32 by it)
+    from isaac_trt_perception.deployment import load_config
+    precision = str(load_config(Path(args.config))['model.precision'])
+    inference, backend = measure_inference(model, args.backend, frames, runs=200,
+                                           options=BackendOptions(precision=precision, threads=threads))
     repeat = max(1, round(args.seconds * args.rate / len(frames)))
     profile = Path(args.config).resolve().parent / 'fastdds_large_frames.xml'
     if 'FASTDDS_DEFAULT_PROFILES_FILE' not in os.environ and profile.is_file():

@@ -91,10 +91,10 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
-def _caller(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch_size: int
+def caller(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch_size: int, images: bool
             ) -> tuple[Callable[[int], object], str]:
     """The timed call for one batch size, and what it is fed."""
-    if backend.takes_images:
+    if images:
         if batch_size != 1:
             raise ValueError(f'{backend.name} takes one camera image per call')
         height, width = frames[0].pixels.shape[:2]
@@ -108,12 +108,16 @@ def _caller(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch
 
 
 def benchmark(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch_sizes: Sequence[int], *,
-              warmup: int = WARMUP, iterations: int = ITERATIONS, progress: bool = True) -> dict[str, Any]:
+              warmup: int = WARMUP, iterations: int = ITERATIONS, progress: bool = True,
+              images: bool | None = None) -> dict[str, Any]:
     """Latency percentiles and throughput of ``backend.infer`` per batch size, as a JSON document.
 
     A backend that preprocesses on its own device (``takes_images``) runs camera images one at a
-    time, preprocessing included. A batch size the backend refuses is reported with the error.
+    time, preprocessing included, unless ``images=False`` asks for its network alone on
+    preprocessed batches (where it has ``infer``, as torch_cuda does). A batch size the backend
+    refuses is reported with the error.
     """
+    images = backend.takes_images if images is None else images
     if not frames:
         raise ValueError('no frames to benchmark with')
     sync = synchronizer()
@@ -121,7 +125,7 @@ def benchmark(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], bat
     for batch_size in batch_sizes:
         entry: dict[str, Any] = {'batch_size': batch_size}
         try:
-            call, entry['input'] = _caller(backend, bundle, frames, batch_size)
+            call, entry['input'] = caller(backend, bundle, frames, batch_size, images)
             seconds = time_calls(call, warmup, iterations, sync, label=f'batch {batch_size}',
                                  progress=progress)
         except Exception as exc:  # a backend's own errors (shape refused, out of memory) are reported

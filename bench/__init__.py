@@ -1,0 +1,1 @@
+"""``make bench``: the workspace's speed report (``python -m bench.run``); see bench/README.md."""

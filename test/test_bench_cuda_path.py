@@ -1,0 +1,228 @@
+"""The node's CUDA inference path (backends/torch_cuda.py, torch_preprocess.py, torch_decode.py).
+
+Here (no GPU): its pieces on the CPU, the very code the GPU runs: device-side decoding keeps every
+candidate in order, preprocessing matches OpenCV for every channel order and layout, and the
+whole frame pipeline on the shipped bundle finds what ONNX Runtime finds. On a CUDA machine (the
+device run, tools/bench_device.sh): the real backend in fp16, with and without CUDA graphs,
+against ONNX Runtime on the CPU, batched inference, and the overflow fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORKSPACE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(WORKSPACE))  # the bench/ scripts
+
+from bench.agreement import agreement  # noqa: E402
+from bench.backends import camera_frames, detect_all  # noqa: E402
+from isaac_trt_perception.backends import BackendOptions  # noqa: E402
+from isaac_trt_perception.backends.gpu import torch_cuda_available  # noqa: E402
+from isaac_trt_perception.bundle import InputSpec, load_bundle  # noqa: E402
+from isaac_trt_perception.convert import Frame  # noqa: E402
+from isaac_trt_perception.decode import Thresholds, decode  # noqa: E402
+from isaac_trt_perception.detector import Detector, open_detector  # noqa: E402
+from isaac_trt_perception.preprocess import Preprocessor, plan_transform  # noqa: E402
+
+torch = pytest.importorskip('torch')
+from isaac_trt_perception.backends.torch_cuda import FramePipeline  # noqa: E402
+from isaac_trt_perception.backends.torch_decode import DenseRows  # noqa: E402
+from isaac_trt_perception.backends.torch_preprocess import TorchPreprocess  # noqa: E402
+
+SHIPPED = WORKSPACE / 'models/detector'
+needs_cuda = pytest.mark.skipif(
+    not torch_cuda_available(),
+    reason='needs torch with CUDA and a GPU (runs on the device: tools/bench_device.sh)',
+)
+needs_shipped = pytest.mark.skipif(
+    not (SHIPPED / 'model.json').is_file(), reason='models/detector is not there'
+)
+
+
+def sparse_dense_output(rng: np.random.Generator, rows: int, live: int, classes: int) -> np.ndarray:
+    """[1, rows, 4 + classes]: boxes everywhere, class scores on ``live`` rows only (with ties)."""
+    out = np.zeros((1, rows, 4 + classes), np.float32)
+    xy = rng.uniform(0, 250, (rows, 2)).astype(np.float32)
+    out[0, :, :2], out[0, :, 2:4] = xy, xy + rng.uniform(5, 60, (rows, 2)).astype(np.float32)
+    chosen = rng.choice(rows, live, replace=False)
+    out[0, chosen, 4 + rng.integers(0, classes, live)] = rng.choice([0.2, 0.5, 0.7, 0.95], live)
+    return out
+
+
+def test_dense_rows_keep_every_candidate_in_order():
+    rng = np.random.default_rng(3)
+    spec = InputSpec('images', 256, 320)
+    transform = plan_transform(480, 640, spec)
+    packer = DenseRows(7, 'cpu', rows=64)
+    busy = sparse_dense_output(rng, 600, 60, 3)
+    packer(torch.from_numpy(busy))  # a busier frame first: none of its rows may survive
+    dense = sparse_dense_output(rng, 600, 40, 3)
+    packed = packer(torch.from_numpy(dense)).numpy()
+    assert packer.count(packed) == 40 and not packer.overflowed(packed)
+    assert packer.as_output(packed).shape == (1, 64, 7)
+    assert not packed[40:64].any()
+    for threshold in (1e-6, 0.3, 0.9):
+        thresholds = Thresholds(threshold, 0.5, 100)
+        full = decode([dense], 'dense_boxes_scores', 3, transform, thresholds)
+        compact = decode([packer.as_output(packed)], 'dense_boxes_scores', 3, transform, thresholds)
+        np.testing.assert_array_equal(compact.boxes, full.boxes)
+        np.testing.assert_array_equal(compact.scores, full.scores)
+        np.testing.assert_array_equal(compact.class_ids, full.class_ids)
+
+
+def test_dense_rows_say_when_they_overflow():
+    packer = DenseRows(7, 'cpu', rows=16)
+    packed = packer(torch.from_numpy(sparse_dense_output(np.random.default_rng(4), 600, 40, 3))).numpy()
+    assert packer.count(packed) == 40 and packer.overflowed(packed)
+
+
+@pytest.mark.parametrize(
+    ('encoding', 'rgb_channels', 'layout'),
+    [
+        ('bgr8', (2, 1, 0), 'NCHW'),
+        ('rgba8', (0, 1, 2), 'NCHW'),
+        ('mono8', (0, 0, 0), 'NCHW'),
+        ('rgb8', (0, 1, 2), 'NHWC'),
+    ],
+)
+def test_torch_preprocessing_matches_opencv_for_every_channel_order(encoding, rgb_channels, layout):
+    spec = InputSpec(
+        'images', 256, 320, layout=layout, color='RGB', mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3)
+    )
+    channels = {'bgr8': 3, 'rgba8': 4, 'mono8': 1, 'rgb8': 3}[encoding]
+    image = np.random.default_rng(5).integers(0, 256, (480, 640, channels), dtype=np.uint8)
+    expected, transform = Preprocessor(spec)(image, rgb_channels)
+    got = TorchPreprocess(spec, transform, rgb_channels, torch.float32, torch.device('cpu'))(
+        torch.from_numpy(image)
+    )
+    assert tuple(got.shape) == expected.shape
+    # OpenCV rounds its fixed-point bilinear weights: values may differ by one grey level
+    np.testing.assert_allclose(got.numpy(), expected, atol=1.01 / (255 * 0.2))
+    assert np.mean(np.abs(got.numpy() - expected)) < 0.01
+
+
+@needs_shipped
+def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
+    bundle = load_bundle(SHIPPED)
+    reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions(threads=1))
+    module = torch.jit.load(str(SHIPPED / 'model.ts'), map_location='cpu').eval()
+    for width, height, encoding in ((640, 480, 'rgb8'), (1280, 720, 'bgr8')):
+        frames = camera_frames(bundle, 3, width, height, encoding)
+        transform = plan_transform(height, width, bundle.input)
+        pipeline = FramePipeline(
+            module, bundle, transform, frames[0].rgb_channels, dtype=torch.float32, device='cpu'
+        )
+        found = []
+        for frame in frames:
+            packed = pipeline(torch.from_numpy(frame.pixels))[0].numpy()
+            assert not pipeline.rows.overflowed(packed)
+            found.append(
+                decode(
+                    [pipeline.rows.as_output(packed)],
+                    bundle.output.format,
+                    len(bundle.classes),
+                    transform,
+                    reference.thresholds,
+                )
+            )
+        result = agreement(detect_all(reference, frames), found)
+        assert result['passed'], result
+        assert result['detections'] > 0
+
+
+@needs_cuda
+@needs_shipped
+@pytest.mark.parametrize(('precision', 'graphs'), [('fp16', True), ('fp16', False), ('fp32', True)])
+def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs):
+    from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
+
+    bundle = load_bundle(SHIPPED)
+    reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions())
+    backend = TorchCudaBackend(
+        bundle.torchscript_path, bundle, BackendOptions(precision=precision), graphs=graphs
+    )
+    gpu = Detector(bundle, backend, reference.thresholds)
+    try:
+        cases = {
+            '640x480 rgb8': camera_frames(bundle, 8, 640, 480),
+            '1280x720 bgr8': camera_frames(bundle, 8, 1280, 720, 'bgr8'),
+        }
+        cases['640x480 mono8'] = [
+            Frame(np.ascontiguousarray(f.pixels[..., :1]), 'mono8') for f in cases['640x480 rgb8']
+        ]
+        for name, frames in cases.items():
+            result = agreement(detect_all(reference, frames), detect_all(gpu, frames))
+            assert result['passed'], (name, result)
+    finally:
+        backend.close()
+
+
+@needs_cuda
+@needs_shipped
+def test_torch_cuda_batches_find_what_onnxruntime_finds():
+    from isaac_trt_perception.backends.onnxruntime import OnnxRuntimeBackend
+    from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
+
+    bundle = load_bundle(SHIPPED)
+    frames = camera_frames(bundle, 8, 640, 480)
+    preprocessor = Preprocessor(bundle.input)
+    batch = np.concatenate([preprocessor(f.pixels, f.rgb_channels)[0].copy() for f in frames])
+    transform = plan_transform(480, 640, bundle.input)
+    thresholds = Thresholds.resolve(bundle.postprocess)
+    gpu = TorchCudaBackend(bundle.torchscript_path, bundle, BackendOptions(precision='fp16'))
+    cpu = OnnxRuntimeBackend(bundle.onnx_path, bundle, BackendOptions())
+
+    def per_frame(outputs):
+        return [
+            decode(
+                [o[i : i + 1] for o in outputs],
+                bundle.output.format,
+                len(bundle.classes),
+                transform,
+                thresholds,
+            )
+            for i in range(len(frames))
+        ]
+
+    try:
+        assert agreement(per_frame(cpu.infer(batch)), per_frame(gpu.infer(batch)))['passed']
+    finally:
+        gpu.close()
+
+
+@needs_cuda
+def test_torch_cuda_decodes_the_whole_output_when_the_rows_overflow(tmp_path):
+    from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
+    from isaac_trt_perception.backends.torch_decode import ROWS
+
+    rows = sparse_dense_output(np.random.default_rng(6), 2 * ROWS, ROWS + 50, 3)
+
+    class Busy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer('rows', torch.from_numpy(rows))
+
+        def forward(self, images):
+            return self.rows + images.mean() * 0
+
+    torch.jit.script(Busy()).save(str(tmp_path / 'model.ts'))
+    (tmp_path / 'model.json').write_text(
+        json.dumps(
+            {
+                'format': 1,
+                'classes': ['a', 'b', 'c'],
+                'input': {'name': 'images', 'height': 256, 'width': 320},
+                'output': {'format': 'dense_boxes_scores', 'names': ['detections']},
+            }
+        )
+    )
+    bundle = load_bundle(tmp_path)
+    backend = TorchCudaBackend(tmp_path / 'model.ts', bundle, BackendOptions(precision='fp32'))
+    outputs, _ = backend.infer_image(np.full((480, 640, 3), 128, np.uint8), (0, 1, 2))
+    np.testing.assert_allclose(outputs[0], rows, atol=1e-4)
+    backend.close()

@@ -38,7 +38,7 @@ lint: setup
 	@echo "lint: ruff, mypy (TensorRT layer against tensorrt-stubs), launch file compile: all passed"
 
 train: setup
-	@$(RUN) tools/train_default.sh
+	@$(RUN) perception-train-default
 
 clean:
 	rm -rf build install log $(OUT)

@@ -197,9 +197,14 @@ def detect_all(detector: Detector, frames: Sequence[Frame]) -> list[Detections]:
 
 
 def measure(
-    bundle: Bundle, batch_sizes: Sequence[int], effort: Effort, variants: Sequence[Variant] = VARIANTS
+    bundle: Bundle,
+    batch_sizes: Sequence[int],
+    effort: Effort,
+    variants: Sequence[Variant] = VARIANTS,
+    gpu_bundle: Bundle | None = None,
 ) -> dict[str, Any]:
-    """Every variant this machine can run; the others are listed with the reason they were skipped."""
+    """Every variant this machine can run; the others are listed with the reason they were skipped.
+    GPU variants run ``gpu_bundle`` where given (bench/cuda_model.py), the same weights."""
     frames = synthetic_frames(bundle, 16)
     vga = camera_frames(bundle, 16, 640, 480)
     checks = {
@@ -216,7 +221,7 @@ def measure(
             entry['skipped'] = 'no CUDA device here (the GPU half runs on the device: tools/bench_device.sh)'
             continue
         try:
-            backend = variant.open(bundle)
+            backend = variant.open(gpu_bundle or bundle if variant.gpu else bundle)
         except Exception as exc:  # one variant that cannot load must not cost the others
             log.exception('%s: cannot load', variant.key)
             entry['error'] = f'{type(exc).__name__}: {exc}'

@@ -28,11 +28,17 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def short(error: str, limit: int = 200) -> str:
+    """The last line of an error message (tracebacks end with the cause), for a table cell."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else '')[:limit].replace('|', '/')
+
+
 def _failed(section: dict[str, Any] | None) -> str | None:
     if section is None:
         return 'not run'
     if 'error' in section:
-        return f'failed: {section["error"]}'
+        return f'failed: {short(section["error"])}'
     return None
 
 
@@ -52,9 +58,11 @@ def _header(result: dict[str, Any]) -> list[str]:
         f'- every figure: **median [min-max] over {effort["repeats"]} runs** of {effort["gpu_calls"]} '
         f'(GPU) / {effort["cpu_calls"]} (CPU) calls each after warm-up; node: {effort["node_repeats"]} '
         f'runs of {effort["node_seconds"]} s per phase',
-        '',
     ]
-    return lines
+    cuda = result.get('cuda_model') or {}
+    if cuda.get('retraced'):
+        lines.append(f'- **{cuda["note"]}**: {short(cuda["shipped_model_ts_problem"], 400)}')
+    return [*lines, '']
 
 
 def _backends(section: dict[str, Any] | None) -> list[str]:
@@ -75,7 +83,8 @@ def _backends(section: dict[str, Any] | None) -> list[str]:
     for entry in section['variants'].values():
         if 'skipped' in entry or 'error' in entry:
             rows.append(
-                [entry['label'], f'{entry.get("skipped") or entry.get("error")}'] + [''] * (len(header) - 2)
+                [entry['label'], short(entry.get('skipped') or entry.get('error', ''))]
+                + [''] * (len(header) - 2)
             )
             continue
         net = entry['network']
@@ -158,7 +167,7 @@ def _node(section: dict[str, Any] | None) -> list[str]:
     rows = []
     for size, e in section['sizes'].items():
         if 'error' in e:
-            rows.append([size, f'failed: {e["error"][:200]}', '', '', '', '', '', ''])
+            rows.append([size, f'failed: {short(e["error"])}', '', '', '', '', '', ''])
             continue
         target = e.get('target')
         verdict = (
@@ -213,7 +222,7 @@ def _training(section: dict[str, Any] | None) -> list[str]:
     rows = []
     for name, r in section['runs'].items():
         if 'error' in r:
-            rows.append([name, f'failed: {r["error"][-200:]}', '', '', ''])
+            rows.append([name, f'failed: {short(r["error"])}', '', '', ''])
             continue
         rows.append(
             [

@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from isaac_trt_perception.backends.gpu import torch_cuda_available
 from isaac_trt_perception.bundle import Bundle, load_bundle
 from perception_engine_builder.benchmark import machine_facts
 
-from . import backends, limit, node, preprocessing, report, training
+from . import backends, cuda_model, limit, node, preprocessing, report, training
 from .backends import Effort
 
 log = logging.getLogger('bench')
@@ -153,13 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         'section_seconds': {},
     }
     batch_sizes = sorted({1, max_batch_size(args.config)})
+    scratch = tempfile.TemporaryDirectory(prefix='bench-')
+    gpu_bundle = bundle
+    if torch_cuda_available():
+        gpu_bundle, result['cuda_model'] = cuda_model.runnable_bundle(
+            bundle, Path(scratch.name) / 'gpu_bundle'
+        )
     run: dict[str, Callable[[], dict[str, Any]]] = {
-        'backends': lambda: backends.measure(bundle, batch_sizes, effort),
+        'backends': lambda: backends.measure(bundle, batch_sizes, effort, gpu_bundle=gpu_bundle),
         'preprocessing': lambda: preprocessing.measure(bundle, effort),
-        'limit': lambda: limit_section(bundle, result.get('backends', {}), effort),
+        'limit': lambda: limit_section(gpu_bundle, result.get('backends', {}), effort),
         'node': lambda: node.measure(
             args.config.resolve(),
-            args.bundle.resolve(),
+            gpu_bundle.directory.resolve(),
             node_repeats,
             args.node_seconds,
         ),
@@ -178,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         result['section_seconds'][section] = round(time.monotonic() - start, 1)
         write_json(json_path, result)
+    scratch.cleanup()
     result['machine']['load_average_at_end'] = [round(x, 2) for x in os.getloadavg()]
     write_json(json_path, result)
     text = report.markdown(result)

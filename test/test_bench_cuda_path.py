@@ -18,6 +18,9 @@ import pytest
 
 WORKSPACE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WORKSPACE))  # the bench/ scripts
+sys.path.insert(0, str(WORKSPACE / 'src/isaac_trt_perception/test'))  # probe_bundle
+
+from probe_bundle import write_probe_bundle  # noqa: E402
 
 from bench.agreement import agreement  # noqa: E402
 from bench.backends import camera_frames, detect_all  # noqa: E402
@@ -135,13 +138,22 @@ def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
         assert result['detections'] > 0
 
 
+@pytest.fixture(scope='module')
+def gpu_bundle(tmp_path_factory):
+    """The shipped bundle, or where its model.ts cannot run on CUDA (traced on the CPU), the same
+    weights traced on the GPU (bench/cuda_model.py)."""
+    from bench.cuda_model import runnable_bundle
+
+    return runnable_bundle(load_bundle(SHIPPED), tmp_path_factory.mktemp('gpu_bundle'))[0]
+
+
 @needs_cuda
 @needs_shipped
 @pytest.mark.parametrize(('precision', 'graphs'), [('fp16', True), ('fp16', False), ('fp32', True)])
-def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs):
+def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs, gpu_bundle):
     from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
 
-    bundle = load_bundle(SHIPPED)
+    bundle = gpu_bundle
     reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions())
     backend = TorchCudaBackend(
         bundle.torchscript_path, bundle, BackendOptions(precision=precision), graphs=graphs
@@ -164,11 +176,11 @@ def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs):
 
 @needs_cuda
 @needs_shipped
-def test_torch_cuda_batches_find_what_onnxruntime_finds():
+def test_torch_cuda_batches_find_what_onnxruntime_finds(gpu_bundle):
     from isaac_trt_perception.backends.onnxruntime import OnnxRuntimeBackend
     from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
 
-    bundle = load_bundle(SHIPPED)
+    bundle = gpu_bundle
     frames = camera_frames(bundle, 8, 640, 480)
     preprocessor = Preprocessor(bundle.input)
     batch = np.concatenate([preprocessor(f.pixels, f.rgb_channels)[0].copy() for f in frames])
@@ -226,3 +238,21 @@ def test_torch_cuda_decodes_the_whole_output_when_the_rows_overflow(tmp_path):
     outputs, _ = backend.infer_image(np.full((480, 640, 3), 128, np.uint8), (0, 1, 2))
     np.testing.assert_allclose(outputs[0], rows, atol=1e-4)
     backend.close()
+
+
+@needs_cuda
+def test_a_model_that_cannot_run_on_cuda_is_refused_at_load(tmp_path):
+    """A model traced on the CPU keeps CPU tensors: refused when loaded, so the node falls back to
+    ONNX Runtime at start instead of failing every frame."""
+    from isaac_trt_perception.backends.select import open_backend
+
+    class Grid(torch.nn.Module):
+        def forward(self, images):
+            return images[:, :1, :5, :7].mean(1) + torch.arange(7, dtype=torch.float32, device=images.device)
+
+    write_probe_bundle(tmp_path)
+    with torch.no_grad():
+        torch.jit.trace(Grid(), torch.rand(1, 3, 256, 320)).save(str(tmp_path / 'model.ts'))
+    selection = open_backend(tmp_path / 'model.ts', load_bundle(tmp_path), 'torch_cuda', BackendOptions())
+    assert selection.backend.name == 'onnxruntime'
+    assert 'does not run on' in selection.failures[0][1] and 'traced on the CPU' in selection.failures[0][1]

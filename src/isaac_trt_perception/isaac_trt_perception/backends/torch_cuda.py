@@ -132,6 +132,7 @@ class TorchCudaBackend(Backend):
             if freeze:
                 module, frozen = self._frozen(module, path)
         self.module = module.eval().to(self.device, self.dtype)
+        self._check_runs(path, bundle)
         self.bundle = bundle
         self.graphs = graphs
         self.transform: Transform | None = None
@@ -150,6 +151,18 @@ class TorchCudaBackend(Backend):
         except Exception as exc:  # e.g. a Torch-TensorRT module; it still runs unfrozen
             log.warning('torch_cuda: %s cannot be frozen (%s); running it as it is', path, exc)
             return module, ''
+
+    def _check_runs(self, path: Path, bundle: Bundle) -> None:
+        """One run at load, so a model that cannot run here fails over to the next backend now
+        rather than failing every frame."""
+        torch = self._torch
+        try:
+            network(self.module, torch.rand(bundle.input.shape(1), device=self.device), self.dtype)
+        except RuntimeError as exc:
+            cause = str(exc).strip().splitlines()[-1]
+            raise BackendError(f'{path}: does not run on {torch.cuda.get_device_name()}: {cause} (a model '
+                               'traced on the CPU keeps CPU tensors such as torch.arange(device="cpu"): '
+                               'export it traced on a GPU, or scripted)') from exc
 
     def _prepare_image(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> None:
         torch = self._torch

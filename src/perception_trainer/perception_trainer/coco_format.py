@@ -10,7 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import atomic
+from isaac_trt_perception import atomic
+
 from .annotations import DatasetError, ImageRecord, LabelledSet, SetBuilder
 
 

@@ -83,10 +83,10 @@ def load_config(args: argparse.Namespace | None = None, path: str | Path | None 
                 overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the YAML file, then parsed command-line options, then ``overrides``."""
     values: dict[str, Any] = {}
+    sources: list[str] = []
     path = path or (getattr(args, 'config', None) if args is not None else None)
-    where = 'command line'
     if path is not None:
-        where = str(path)
+        sources.append(str(path))
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
         except (OSError, yaml.YAMLError) as exc:
@@ -97,7 +97,7 @@ def load_config(args: argparse.Namespace | None = None, path: str | Path | None 
     if args is not None:
         cli = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
         if cli:
-            where += ' + command line'
+            sources.append('command line')
         values.update(cli)
     values.update(overrides or {})
     try:
@@ -105,7 +105,7 @@ def load_config(args: argparse.Namespace | None = None, path: str | Path | None 
     except ValidationError as exc:
         problems = '; '.join(f'{".".join(str(p) for p in e["loc"]) or "recipe"}: {e["msg"]}'
                              for e in exc.errors())
-        raise ConfigError(f'{where}: {problems}') from None
+        raise ConfigError(f'{" + ".join(sources) or "recipe"}: {problems}') from None
 
 
 def parse_config(argv: Sequence[str] | None = None, prog: str = 'perception-train') -> TrainConfig:

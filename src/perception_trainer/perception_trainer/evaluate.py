@@ -18,11 +18,11 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
+from isaac_trt_perception import atomic
 from isaac_trt_perception.bundle import Bundle, BundleError, load_bundle
 from isaac_trt_perception.decode import Detections, Thresholds
 from isaac_trt_perception.preprocess import Transform, preprocess
 
-from . import atomic
 from .annotations import DatasetError, LabelledSet
 from .coco_metrics import Metrics, evaluate
 from .plots import annotate, pr_curves, write_rgb_png

@@ -27,10 +27,11 @@ import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from isaac_trt_perception import atomic
 from isaac_trt_perception.bundle import InputSpec, load_bundle, sha256_of
 from isaac_trt_perception.preprocess import preprocess
 
-from . import atomic, checkpoint
+from . import checkpoint
 from .architectures import ARCHITECTURES, Architecture, Deployed
 from .readers import load_dataset
 from .synth import render_scene

@@ -25,7 +25,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from . import atomic
+from isaac_trt_perception import atomic
+
 from .annotations import ImageRecord
 from .coco_format import write_coco
 from .kitti_format import label_text

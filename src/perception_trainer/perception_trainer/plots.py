@@ -9,10 +9,10 @@ import cv2
 import matplotlib
 import numpy as np
 
+from isaac_trt_perception.atomic import atomic_path
 from isaac_trt_perception.decode import Detections
 
 from .annotations import Sample
-from .atomic import atomic_path
 from .coco_metrics import Metrics
 
 matplotlib.use('Agg')  # files only; no display on robots or CI

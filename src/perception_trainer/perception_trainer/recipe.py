@@ -20,7 +20,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import atomic
+from isaac_trt_perception import atomic
+
 from .checkpoint import BEST
 from .config import add_arguments, load_config
 from .evaluate import evaluate_bundle, format_table

@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from isaac_trt_perception import atomic
 from isaac_trt_perception.bundle import InputSpec
 from isaac_trt_perception.decode import Thresholds
 
-from . import atomic, checkpoint, distributed
+from . import checkpoint, distributed
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture
 from .coco_metrics import Metrics, evaluate

@@ -102,14 +102,14 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         canvas = self._canvas(index)
-        valid = canvas is not None
-        if not valid and self.train:
+        if canvas is None and self.train:
             for step in range(1, len(self.samples)):
                 index_ = (index + step) % len(self.samples)
                 canvas = self._canvas(index_)
                 if canvas is not None:
                     index = index_
                     break
+        valid = canvas is not None
         if canvas is None:
             canvas = np.full((self.spec.height, self.spec.width, 3), self.spec.pad_value, np.uint8)
         sample = self.samples[index]

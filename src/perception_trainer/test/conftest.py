@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,44 @@ def run_env() -> dict[str, str]:
     return {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '2'}
 
 
-def module_command(module: str, *args: object) -> list[str]:
+def command(module: str, *args: object) -> list[str]:
     """``python -m perception_trainer.<module> args``: the code behind the console script."""
     return [sys.executable, '-m', f'perception_trainer.{module}', *map(str, args)]
+
+
+def run_command(module: str, *args: object, timeout: float = 600, check: bool = True
+                ) -> subprocess.CompletedProcess:
+    """Run a perception_trainer command (or ``torch.distributed.run``) as a real process; fails the
+    test, with the process's output, when it exits non-zero and ``check`` is set."""
+    argv = ([sys.executable, '-m', module, *map(str, args)] if module.startswith('torch.')
+            else command(module, *args))
+    done = subprocess.run(argv, env=run_env(), capture_output=True, text=True, timeout=timeout, check=False)
+    if check and done.returncode != 0:
+        pytest.fail(f'{module} {args} exited {done.returncode}:\n'
+                    f'{done.stdout[-3000:]}\n{done.stderr[-3000:]}')
+    return done
+
+
+@pytest.fixture(scope='session')
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    return run_command
+
+
+@pytest.fixture
+def popen() -> Callable[..., subprocess.Popen]:
+    """Start a perception_trainer command as a background process (killed after the test)."""
+    started: list[subprocess.Popen] = []
+
+    def start(module: str, *args: object) -> subprocess.Popen:
+        process = subprocess.Popen(command(module, *args), env=run_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        started.append(process)
+        return process
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
 
 
 @pytest.fixture(scope='session')
@@ -32,8 +69,12 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='session')
 def learning_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small training set and a validation set of another seed, at 320x240 to keep CPU time low."""
+    """200 training and 50 validation frames (another seed) of three classes, at 320x240 to keep
+    CPU time low."""
     root = tmp_path_factory.mktemp('learn')
-    train = generate_dataset(root / 'train', 240, seed=21, size=(320, 240), workers=2, progress=False)
-    val = generate_dataset(root / 'val', 60, seed=22, size=(320, 240), workers=2, progress=False)
+    classes = ('ball', 'cone', 'book')
+    train = generate_dataset(root / 'train', 200, seed=21, size=(320, 240), classes=classes, workers=2,
+                             progress=False)
+    val = generate_dataset(root / 'val', 50, seed=22, size=(320, 240), classes=classes, workers=2,
+                           progress=False)
     return train, val

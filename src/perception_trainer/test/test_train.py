@@ -1,0 +1,165 @@
+"""perception-train, -export and -eval as real processes on real generated images.
+
+The learning run is shared by the tests after it: they check the files it leaves, export it and
+evaluate the export. Plumbing tests (resume, determinism, lesson model, torchrun) use a tiny set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from isaac_trt_perception.bundle import load_bundle
+from perception_trainer import checkpoint
+
+LEARN = ('--input-height', 128, '--input-width', 160, '--batch-size', 16, '--workers', 0, '--lr', 0.006,
+         '--warmup-epochs', 0.5)
+LEARN_EPOCHS = 8
+MAP50_FLOOR = 0.3  # mAP@.5 the short run must exceed on its validation set (it starts at 0)
+TINY = ('--input-height', 96, '--input-width', 128, '--batch-size', 4, '--device', 'cpu')
+
+
+@pytest.fixture(scope='session')
+def learned(learning_sets: tuple[Path, Path], cli: Callable,
+            tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train, val = learning_sets
+    out = tmp_path_factory.mktemp('learned') / 'run'
+    cli('train', '--train-data', train, '--val-data', val, '--epochs', LEARN_EPOCHS, '--out', out, *LEARN)
+    return out
+
+
+@pytest.fixture(scope='session')
+def learned_bundle(learned: Path, cli: Callable, learning_sets: tuple[Path, Path]) -> Path:
+    bundle = learned.parent / 'bundle'
+    cli('export', '--checkpoint', learned / checkpoint.BEST, '--out', bundle,
+        '--verify-data', learning_sets[1])
+    return bundle
+
+
+def _history(run: Path) -> list[dict]:
+    return json.loads((run / 'history.json').read_text())
+
+
+@pytest.mark.slow
+def test_a_short_run_learns(learned: Path) -> None:
+    history = _history(learned)
+    assert [r['epoch'] for r in history] == list(range(1, LEARN_EPOCHS + 1))
+    first, last = history[0], history[-1]
+    assert last['val_loss'] < 0.85 * first['val_loss']
+    assert last['mAP50'] > MAP50_FLOOR > first['mAP50']
+    assert max(r['mAP'] for r in history) == pytest.approx(checkpoint.load(learned / checkpoint.BEST)
+                                                           ['meta']['metrics']['mAP'])
+    assert list((learned / 'tensorboard').glob('events.out.tfevents.*'))
+    state = checkpoint.load(learned / checkpoint.LAST)
+    assert state['epoch'] == LEARN_EPOCHS and state['meta']['classes'] == ['ball', 'cone', 'book']
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path: Path) -> None:
+    path = tmp_path / 'evil.pt'
+    torch.save({'model': {}, 'meta': {}, 'hook': print}, path)
+    with pytest.raises(checkpoint.CheckpointError, match=f'{path}: unreadable checkpoint'):
+        checkpoint.load(path)
+
+
+@pytest.mark.slow
+def test_export_writes_a_verified_bundle_with_dynamic_batch(learned_bundle: Path) -> None:
+    bundle = load_bundle(learned_bundle, check_onnx_hash=True)
+    assert bundle.output.format == 'dense_boxes_scores' and bundle.classes == ('ball', 'cone', 'book')
+    assert (bundle.input.height, bundle.input.width, bundle.input.resize) == (128, 160, 'letterbox')
+    model = onnx.load(str(bundle.onnx_path))
+    assert max(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')) >= 17
+    assert model.graph.input[0].name == 'images' and model.graph.output[0].name == 'detections'
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == 'batch'
+    document = json.loads((learned_bundle / 'model.json').read_text())
+    differences = document['verification']['max_abs_difference']
+    assert max(v for k, v in differences.items() if not k.endswith('differently')) <= 1e-4
+    assert document['model']['parameters'] > 0 and document['model']['gflops'] > 0
+    session = ort.InferenceSession(str(bundle.onnx_path), providers=['CPUExecutionProvider'])
+    (out,) = session.run(None, {'images': np.zeros((3, 3, 128, 160), np.float32)})
+    assert out.shape == (3, 32 * 40, 7)
+    scripted = torch.jit.load(str(bundle.torchscript_path))
+    assert tuple(scripted(torch.zeros(2, 3, 128, 160))[0].shape) == (2, 32 * 40, 7)
+
+
+@pytest.mark.slow
+def test_eval_scores_the_export_like_training_validation(
+        learned: Path, learned_bundle: Path, learning_sets: tuple[Path, Path], cli: Callable) -> None:
+    out = learned.parent / 'eval'
+    done = cli('evaluate', '--bundle', learned_bundle, '--data', learning_sets[1], '--out', out,
+               '--samples', 2)
+    report = json.loads((out / 'eval.json').read_text())
+    assert report['images'] == 50 and set(report['per_class_AP']) == {'ball', 'cone', 'book'}
+    # The same decoder and scoring as validation, through ONNX Runtime instead of PyTorch.
+    best = max(_history(learned), key=lambda r: r['mAP'])
+    assert report['mAP50'] == pytest.approx(best['mAP50'], abs=0.01)
+    assert f"mAP@.5 {report['mAP50']:.4f}" in done.stdout
+    for name in ('pr_curve.png', 'sample_00.png', 'sample_01.png'):
+        assert cv2.imread(str(out / name)) is not None, name
+
+
+def test_resume_after_a_kill_loses_at_most_the_epoch_in_progress(small_set: Path, popen: Callable,
+                                                                 cli: Callable, tmp_path: Path) -> None:
+    out = tmp_path / 'run'
+    args = ('--train-data', small_set, '--val-data', small_set, '--epochs', 4, '--workers', 0, '--out', out,
+            *TINY)
+    process = popen('train', *args)
+    deadline = time.monotonic() + 300
+    while not ((out / 'history.json').exists() and _history(out)) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ''
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=30)
+    saved = checkpoint.load(out / checkpoint.LAST)['epoch']
+    assert saved >= 1
+    done = cli('train', *args, '--resume')
+    assert f'resumed from {out / checkpoint.LAST} at epoch {saved + 1}' in done.stderr
+    assert [r['epoch'] for r in _history(out)] == [1, 2, 3, 4]
+
+
+def test_same_seed_same_weights_whatever_the_loader_workers(small_set: Path, cli: Callable,
+                                                            tmp_path: Path) -> None:
+    runs = []
+    for workers in (0, 2):
+        out = tmp_path / f'w{workers}'
+        cli('train', '--train-data', small_set, '--val-data', small_set, '--epochs', 2, '--workers', workers,
+            '--seed', 7, '--out', out, *TINY)
+        runs.append(checkpoint.load(out / checkpoint.LAST)['model'])
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_lesson_model_trains_exports_and_evaluates(small_set: Path, cli: Callable, tmp_path: Path) -> None:
+    run, bundle, report = tmp_path / 'run', tmp_path / 'bundle', tmp_path / 'eval'
+    cli('train', '--arch', 'lesson', '--train-data', small_set, '--val-data', small_set, '--epochs', 1,
+        '--batch-size', 4, '--workers', 0, '--device', 'cpu', '--out', run)
+    cli('export', '--checkpoint', run / checkpoint.BEST, '--out', bundle)
+    loaded = load_bundle(bundle, check_onnx_hash=True)
+    assert loaded.output.format == 'class_box' and loaded.output.names == ('class_logits', 'box')
+    assert (loaded.input.height, loaded.input.width, loaded.input.resize) == (224, 224, 'stretch')
+    cli('evaluate', '--bundle', bundle, '--data', small_set, '--out', report, '--samples', 0,
+        '--score-threshold', 0.0)
+    assert json.loads((report / 'eval.json').read_text())['images'] == 12
+
+
+def test_torchrun_trains_on_two_cpu_processes_and_resumes_on_one(small_set: Path, cli: Callable,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / 'ddp'
+    args = ('--train-data', small_set, '--val-data', small_set, '--workers', 0, '--out', out, *TINY)
+    done = cli('torch.distributed.run', '--standalone', '--nproc-per-node', 2,
+               '-m', 'perception_trainer.train', *args, '--epochs', 2)
+    assert 'device cpu x2' in done.stdout + done.stderr
+    history = _history(out)
+    assert [r['epoch'] for r in history] == [1, 2] and all('mAP50' in r for r in history)
+    assert len(list((out / 'tensorboard').glob('events.out.tfevents.*'))) == 1  # rank 0 alone writes
+    done = cli('train', *args, '--epochs', 3, '--resume')
+    assert 'at epoch 3' in done.stderr and 'device cpu x1' in done.stderr
+    assert [r['epoch'] for r in _history(out)] == [1, 2, 3]

@@ -86,16 +86,26 @@ class CenterNet(nn.Module):
         return self.heat(p), F.softplus(self.box(p)) * BOX_SCALE
 
 
-def location_centres(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
-    """[2, H, W] x, y of each output location's centre in network-input pixels."""
-    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * STRIDE
-    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * STRIDE
-    return torch.stack(torch.meshgrid(xs, ys, indexing='xy'))
+def location_centres(feature: torch.Tensor) -> torch.Tensor:
+    """[2, H, W] x, y of each output location's centre in network-input pixels, for a
+    [B, C, H, W] map.
+
+    Exported to ONNX it is a constant (only the batch axis is dynamic there), the simplest graph
+    for TensorRT. Otherwise it is built from the map itself rather than ``arange(device=...)``, so
+    a traced TorchScript model carries no device constant and runs wherever it is moved. Export
+    verification compares the two on every export."""
+    if torch.onnx.is_in_onnx_export():
+        h, w = int(feature.shape[2]), int(feature.shape[3])
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing='ij')
+        return torch.stack([xs, ys]).add(0.5).mul(STRIDE)
+    ones = torch.ones_like(feature[0, :2])
+    return torch.stack([ones[0].cumsum(1), ones[1].cumsum(0)]).sub(0.5).mul(STRIDE)
 
 
 def distances_to_boxes(distances: torch.Tensor) -> torch.Tensor:
     """[B, 4, H, W] l, t, r, b -> [B, 4, H, W] x1, y1, x2, y2 in network-input pixels."""
-    centres = location_centres(distances.shape[2], distances.shape[3], distances.device)
+    centres = location_centres(distances)
     return torch.cat([centres - distances[:, :2], centres + distances[:, 2:]], dim=1)
 
 

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,9 @@ def verify(model: torch.nn.Module, arch: Architecture, bundle_dir: Path, spec: I
 def _export_onnx(graph: torch.nn.Module, arch: Architecture, spec: InputSpec, path: Path) -> None:
     dummy = torch.zeros(1, 3, spec.height, spec.width)
     axes = {name: {0: 'batch'} for name in (spec.name, *arch.output_names)}
-    with atomic.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp, warnings.catch_warnings():
+        # Fixed spatial sizes become constants on purpose (only the batch axis is dynamic).
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
         torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=[spec.name], output_names=list(arch.output_names), dynamic_axes=axes)
         onnx.checker.check_model(str(tmp))

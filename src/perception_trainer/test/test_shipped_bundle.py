@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from isaac_trt_perception.bundle import load_bundle
@@ -32,6 +33,8 @@ def test_shipped_bundle_loads_and_fits_the_deployment_file() -> None:
     _, channels, height, width = deployment['deployment_config']['model']['input_shape']
     assert (channels, bundle.input.height, bundle.input.width) == (3, height, width)
     assert bundle.output.format == 'dense_boxes_scores' and bundle.torchscript_path.is_file()
+    scripted = torch.jit.load(str(bundle.torchscript_path))
+    assert 'Constant[value="cpu"]' not in str(scripted.inlined_graph)  # runs on a GPU once moved there
     assert sum(f.stat().st_size for f in BUNDLE.rglob('*') if f.is_file()) <= 10 * 2**20
     held_out = json.loads((BUNDLE / 'model.json').read_text())['metrics']['held_out']
     assert held_out['images'] >= 500 and held_out['mAP50'] >= MAP50_BAR and held_out['mAP'] >= MAP_BAR

@@ -88,6 +88,9 @@ def test_export_writes_a_verified_bundle_with_dynamic_batch(learned_bundle: Path
     assert out.shape == (3, 32 * 40, 7)
     scripted = torch.jit.load(str(bundle.torchscript_path))
     assert tuple(scripted(torch.zeros(2, 3, 128, 160))[0].shape) == (2, 32 * 40, 7)
+    # No device baked into the trace: model.ts moves to a GPU (the Torch-TensorRT path) as it is.
+    assert 'Constant[value="cpu"]' not in str(scripted.inlined_graph)
+    assert {'Range', 'CumSum'}.isdisjoint(n.op_type for n in model.graph.node)  # the grid is a constant
 
 
 @pytest.mark.slow

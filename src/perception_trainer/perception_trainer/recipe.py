@@ -49,8 +49,8 @@ def ensure_dataset(root: Path, role: str, workers: int | None) -> Path:
 def record_metrics(model_json: Path, report: dict) -> None:
     """Put the held-out evaluation into model.json (the ONNX file, and so its hash, is unchanged)."""
     document = json.loads(model_json.read_text())
-    document['metrics'] = {'held_out': {k: report[k] for k in ('mAP', 'mAP50', 'mAP75', 'per_class_AP',
-                                                               'per_class_AP50', 'images')},
+    keys = ('mAP', 'mAP50', 'mAP75', 'per_class_AP', 'per_class_AP50', 'images', 'score_threshold')
+    document['metrics'] = {'held_out': {k: report[k] for k in keys},
                            'held_out_data': {'seed': DATA_SETS['test'][2], 'images': DATA_SETS['test'][1]}}
     atomic.write_json(model_json, document)
 

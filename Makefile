@@ -10,7 +10,7 @@ help:
 	@echo "make test   - set up from a fresh clone, then run every test"
 	@echo "make bench  - speed report for this machine (bench/results/)"
 	@echo "make lint   - ruff, mypy on the TensorRT layer, launch file byte-compile"
-	@echo "make train  - reproduce the shipped model bundle models/detector/"
+	@echo "make train  - reproduce the shipped model bundle models/detector/ (TRAIN_ARGS=\"--device cuda --workers 12\" on a GPU host)"
 
 setup:
 	@tools/bootstrap.sh
@@ -38,7 +38,7 @@ lint: setup
 	@echo "lint: ruff, mypy (TensorRT layer against tensorrt-stubs), launch file compile: all passed"
 
 train: setup
-	@$(RUN) perception-train-default
+	@$(RUN) perception-train-default $(TRAIN_ARGS)
 
 clean:
 	rm -rf build install log $(OUT)

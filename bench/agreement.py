@@ -2,7 +2,10 @@
 
 Boxes are matched best score first to the unmatched box of the same class that overlaps most.
 The CUDA path passes when every frame has the same number of detections as the reference and
-every matched pair overlaps with IoU >= :data:`MIN_IOU`.
+every matched pair overlaps with IoU >= :data:`MIN_IOU`. Where a detection sits right at the score
+threshold, one grey level of resize rounding (OpenCV's fixed-point bilinear against the GPU's float
+one) can put it on either side: :func:`confident_agreement` then compares the detections clear of
+the threshold, each way.
 """
 
 from __future__ import annotations
@@ -48,3 +51,15 @@ def agreement(reference: Sequence[Detections], other: Sequence[Detections]) -> d
         'mean_iou': None if not ious else round(float(np.mean(ious)), 4),
         'passed': count_mismatches == 0 and (worst is None or worst >= MIN_IOU),
     }
+
+
+def confident_agreement(reference: Sequence[Detections], other: Sequence[Detections], floor: float) -> bool:
+    """Every detection scoring at least ``floor`` in either run has its match (IoU >= MIN_IOU) in
+    the other run, frame by frame."""
+
+    def found(a: Detections, b: Detections) -> bool:
+        sure = a.scores >= floor
+        confident = Detections(a.boxes[sure], a.scores[sure], a.class_ids[sure])
+        return all(iou >= MIN_IOU for iou in matched_ious(confident, b))
+
+    return all(found(a, b) and found(b, a) for a, b in zip(reference, other, strict=True))

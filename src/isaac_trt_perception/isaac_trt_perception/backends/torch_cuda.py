@@ -116,7 +116,7 @@ class TorchCudaBackend(Backend):
         if module is None and not path.is_file():
             raise BackendError(f'{path}: no such TorchScript model (torch_cuda runs the bundle\'s model.ts)')
         self._torch = torch
-        self.device = torch.device('cuda')
+        self.device = torch.device('cuda', torch.cuda.current_device())  # memory calls want an index
         if options.gpu_usage < 1.0:
             torch.cuda.set_per_process_memory_fraction(options.gpu_usage, self.device)
         torch.backends.cudnn.benchmark = True  # one input shape: autotuned convolutions pay off at once

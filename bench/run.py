@@ -81,20 +81,17 @@ def limit_section(bundle: Bundle, measured: dict[str, Any], effort: Effort) -> d
     floor = limit.floors(work, ceiling, (640, 480), 4 + len(bundle.classes))
     fp16 = measured.get('variants', {}).get('fp16_graph', {})
     ratios = {}
-    if 'network' in fp16:
-        p50 = fp16['network']['1']['p50_ms']['median'] * 1e3
-        ratios['network_batch1'] = {
-            'measured_us': round(p50, 1),
-            'floor_us': floor['network']['floor_us'],
-            'measured_over_floor': round(p50 / floor['network']['floor_us'], 1),
-        }
-    if 'frame_640x480' in fp16:
-        p50 = fp16['frame_640x480']['backend']['p50_ms']['median'] * 1e3
-        ratios['frame_640x480'] = {
-            'measured_us': round(p50, 1),
-            'floor_us': floor['frame_640x480']['floor_us'],
-            'measured_over_floor': round(p50 / floor['frame_640x480']['floor_us'], 1),
-        }
+    for name, figure, floor_us in (
+        ('network_batch1', fp16.get('network', {}).get('1'), floor['network']['floor_us']),
+        ('frame_640x480', fp16.get('frame_640x480', {}).get('backend'), floor['frame_640x480']['floor_us']),
+    ):
+        if figure is not None:
+            measured_us = figure['p50_ms']['median'] * 1e3
+            ratios[name] = {
+                'measured_us': round(measured_us, 1),
+                'floor_us': floor_us,
+                'measured_over_floor': round(measured_us / floor_us, 1),
+            }
     frames = backends.camera_frames(bundle, 8, 640, 480)
     profiles = {}
     for graphs in (False, True):

@@ -2,7 +2,7 @@
 # Fills .whl/ with Python 3.12 x86_64 wheels for the GPU device (which has no network): the ROS 2
 # Kilted closure of requirements/ros.txt and requirements/device.txt with their dependencies,
 # minus what the device already has (torch, numpy, scipy, opencv). Pure-Python sdists are built here.
-# The tree that travels is capped at 64 MiB, so the training-only libraries stay behind.
+# The tree that travels is capped at 64 MiB: only albumentations' own wheels come for training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=.whl
@@ -24,4 +24,9 @@ echo "$closure" | grep -viE '^(torch|numpy|scipy|opencv-python-headless|nvidia-|
   > /tmp/device-closure.txt
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp "${PLATFORMS[@]}" -d "$DEST" -r /tmp/device-closure.txt
+# The trainer's augmentation library, for GPU training runs; installed there with --no-deps
+# (tools/bench_device.sh) because the device's OpenCV is not the opencv-python-headless dist.
+.venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --implementation cp "${PLATFORMS[@]}" -d "$DEST" \
+  albumentations==2.0.8 albucore==0.0.24 stringzilla==5.3.2 simsimd==6.5.16
 du -sh "$DEST"

@@ -34,7 +34,7 @@ from .bundle import BundleError
 from .convert import ImageError, frame_from_image
 from .debug_image import draw_detections
 from .detector import STAGES, open_detector
-from .messages import detection_array, label_info, vision_types
+from .messages import DetectionArrays, label_info, vision_types
 from .metrics import Monitor
 from .params import PARAMETERS, ParameterError, check_values, parse_memory_size
 from .safety import Fallback, RateLimiter, Watchdog
@@ -151,6 +151,7 @@ class DetectionNode(Node):
 
         self.types = vision_types()
         self.classes = bundle.classes
+        self.detection_arrays = DetectionArrays(self.types, self.classes)  # the worker's alone
         self.frame_id = v['ros_integration.frame_id_override']
         self.monitor = Monitor(STAGES)
         now = time.monotonic()
@@ -255,7 +256,7 @@ class DetectionNode(Node):
         warm = Image(height=spec.height, width=spec.width, encoding='rgb8', step=spec.width * 3,
                      data=bytes([200]) * (spec.height * spec.width * 3))
         detections, _ = self.detector.detect(frame_from_image(warm))
-        detection_array(self.types, Header(), detections, self.classes)
+        self.detection_arrays(Header(), detections)
 
     def _refuse_changes(self, changed: list[Any]) -> SetParametersResult:
         ours = [p.name for p in changed if p.name in self.values]
@@ -314,7 +315,7 @@ class DetectionNode(Node):
             self._on_fallback(event)
         header = msg.header if not self.frame_id else Header(stamp=msg.header.stamp, frame_id=self.frame_id)
         published = time.perf_counter()
-        self.detections_pub.publish(detection_array(self.types, header, detections, self.classes))
+        self.detections_pub.publish(self.detection_arrays(header, detections))
         done = time.perf_counter()
         timings.update(convert=converted - start, publish=done - published)
         self.monitor.profile.add(timings)

@@ -67,3 +67,30 @@ def test_class_box_format():
 def test_wrong_output_shapes_are_decode_errors(outputs, fmt, message):
     with pytest.raises(DecodeError, match=message):
         decode(outputs, fmt, 2, T, LOOSE)
+
+
+def greedy_nms(boxes, scores, class_ids, iou_threshold, limit):
+    """The textbook loop, one box at a time: what nms() must equal across its blocks."""
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / max(union, 1e-9)
+    keep = []
+    for i in sorted(range(len(scores)), key=lambda k: -scores[k]):  # sorted() is stable: ties by index
+        if len(keep) < limit and all(class_ids[i] != class_ids[k] or iou(boxes[i], boxes[k]) <= iou_threshold
+                                     for k in keep):
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize('count', [0, 5, 64, 65, 300])
+def test_nms_equals_the_greedy_loop_across_blocks(count):
+    rng = np.random.default_rng(count)
+    xy = rng.uniform(0, 200, (count, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (count, 2))], 1).astype(np.float32)
+    scores = rng.choice([0.3, 0.5, 0.7, 0.9], count).astype(np.float32)  # ties too
+    classes = rng.integers(0, 3, count)
+    for threshold, limit in ((0.5, 100), (0.3, 7), (0.9, 1000)):
+        expected = greedy_nms(boxes.tolist(), scores.tolist(), classes.tolist(), threshold, limit)
+        assert nms(boxes, scores, classes, threshold, limit).tolist() == expected

@@ -65,6 +65,11 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b - inter, 1e-9)
 
 
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1, y1, x2, y2 box with each row of ``boxes``."""
+    return pairwise_iou(box[None], boxes)[0]
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
         limit: int) -> np.ndarray:
     """Greedy class-aware NMS; indices of kept boxes, best first, at most ``limit``."""

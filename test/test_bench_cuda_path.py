@@ -216,6 +216,32 @@ def test_torch_cuda_batches_find_what_onnxruntime_finds(gpu_bundle):
 
 
 @needs_cuda
+@needs_shipped
+def test_torch_cuda_keeps_the_programs_of_recent_image_sizes(gpu_bundle):
+    """The node warms up at the camera's sizes (runtime.warmup_images): each size's captured
+    program must stay and answer as when it was first captured, and ever new sizes stay bounded."""
+    from isaac_trt_perception.backends.torch_cuda import IMAGE_PROGRAMS, TorchCudaBackend
+
+    bundle = gpu_bundle
+    vga, hd = camera_frames(bundle, 1, 640, 480)[0], camera_frames(bundle, 1, 1280, 720, 'bgr8')[0]
+    backend = TorchCudaBackend(bundle.torchscript_path, bundle, BackendOptions(precision='fp16'))
+    gpu = Detector(bundle, backend, Thresholds.resolve(bundle.postprocess))
+    try:
+        first = [gpu.detect(f)[0] for f in (vga, hd)]
+        again = [gpu.detect(f)[0] for f in (vga, hd)]
+        assert backend.image_shapes == [((480, 640, 3), (0, 1, 2)), ((720, 1280, 3), (2, 1, 0))]
+        for before, after in zip(first, again, strict=True):
+            assert len(before) > 0
+            np.testing.assert_array_equal(before.boxes, after.boxes)
+        for width in range(1, IMAGE_PROGRAMS):
+            backend.infer_image(np.zeros((64, 64 * width, 3), np.uint8), (0, 1, 2))
+        assert len(backend.image_shapes) == IMAGE_PROGRAMS
+        assert ((480, 640, 3), (0, 1, 2)) not in backend.image_shapes  # the least recently used went
+    finally:
+        backend.close()
+
+
+@needs_cuda
 def test_torch_cuda_decodes_the_whole_output_when_the_rows_overflow(tmp_path):
     from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
     from isaac_trt_perception.backends.torch_decode import ROWS

@@ -182,7 +182,9 @@ def assert_probe_answer(msg: Any, width: int, height: int) -> None:
 @pytest.mark.slow
 def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_env, listener):
     model = write_probe_bundle(tmp_path / 'bundle')
-    node = start_node(deployment(tmp_path, model), ros_env)
+    # warmed up for both camera sizes of this test (torch_cuda would capture a graph for each)
+    node = start_node(deployment(tmp_path, model, runtime__warmup_images='640x480 rgb8, 1280x720 bgr8'),
+                      ros_env)
     try:
         wait_for(lambda: listener.labels, 60, 'LabelInfo from the node', node)
         assert [c.class_name for c in listener.labels[0].class_map] == ['cup', 'bottle', 'box']
@@ -233,8 +235,11 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
     monitoring = json.loads((tmp_path / 'monitoring.json').read_text())
     assert monitoring['frames_processed'] >= len(answered) and monitoring['errors_total'] == 7
     assert set(json.loads((tmp_path / 'profile.json').read_text())['stages']) == {
-        'convert', 'preprocess', 'infer', 'postprocess', 'publish'}
-    assert 'backend onnxruntime' in (tmp_path / 'node.log').read_text()
+        'handoff', 'convert', 'preprocess', 'infer', 'postprocess', 'publish'}
+    log = (tmp_path / 'node.log').read_text()
+    assert 'backend onnxruntime' in log
+    for image in ('320x256 rgb8', '640x480 rgb8', '1280x720 bgr8'):  # the network's size, then the YAML's
+        assert f'warmed up for {image} in' in log, log
 
 
 @pytest.mark.slow

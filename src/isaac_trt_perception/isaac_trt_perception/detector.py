@@ -16,7 +16,8 @@ from .convert import Frame
 from .decode import Detections, Thresholds, decode
 from .preprocess import Preprocessor
 
-STAGES = ('convert', 'preprocess', 'infer', 'postprocess', 'publish')
+# handoff: the executor thread's receipt of a frame -> the worker starting on it (node.py)
+STAGES = ('handoff', 'convert', 'preprocess', 'infer', 'postprocess', 'publish')
 
 
 class Detector:

@@ -51,6 +51,9 @@ def test_extensions_are_marked_and_defaults_are_valid():
     ('model.input_shape', [1, 3, 256], 'four positive integers'),
     ('target_platform.compute_capability', 8.7, 'expected str'),
     ('target_platform.compute_capability', 'eight', 'major.minor'),
+    ('runtime.warmup_images', '640x480', 'WIDTHxHEIGHT ENCODING'),
+    ('runtime.warmup_images', '640x480 rgb8, 0x480 rgb8', "'0x480 rgb8' is not"),
+    ('runtime.warmup_images', '640x480 yuv422', 'is not one of'),
 ])
 def test_wrong_values_name_the_key_path(name, value, message):
     with pytest.raises(params.ParameterError, match=message) as info:
@@ -73,3 +76,9 @@ def test_memory_sizes():
 def test_readme_parameter_table_is_the_generated_one():
     assert params.markdown_table() in README.read_text(), (
         'README parameter table is stale: paste isaac_trt_perception.params.markdown_table()')
+
+
+def test_warmup_images_parse():
+    assert params.parse_warmup_images('') == []
+    assert params.parse_warmup_images(' 640x480 rgb8,1280 x 720  bgr8 ,') == [
+        (640, 480, 'rgb8'), (1280, 720, 'bgr8')]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ from .torch_preprocess import TorchPreprocess
 
 log = logging.getLogger(__name__)
 WARMUP_RUNS = 3  # CUDA graphs must be captured after the allocator and cuDNN have warmed up
+# Image shapes whose captured programs are kept, least recently used dropped first: the node's
+# warm-up sizes (runtime.warmup_images) and the camera's stay captured, while a stream of ever new
+# sizes cannot pile up GPU memory.
+IMAGE_PROGRAMS = 4
 
 
 def network(module: Any, images: Any, dtype: Any) -> list:
@@ -98,6 +103,14 @@ class Program:
         return [h.numpy() for h in self.host_outputs]
 
 
+@dataclass(frozen=True)
+class ImageProgram:
+    """Everything captured for one camera image shape and channel order."""
+    program: Program
+    transform: Transform
+    rows: DenseRows | None  # dense_boxes_scores: the packer whose rows come back
+
+
 class TorchCudaBackend(Backend):
     name = 'torch_cuda'
     takes_images = True
@@ -135,10 +148,7 @@ class TorchCudaBackend(Backend):
         self._check_runs(path, bundle)
         self.bundle = bundle
         self.graphs = graphs
-        self.transform: Transform | None = None
-        self._image_key: tuple | None = None
-        self._image: Program | None = None
-        self._rows: DenseRows | None = None
+        self._images: dict[tuple, ImageProgram] = {}  # by (shape, rgb_channels), least recent first
         self._tensor: Program | None = None
         mode = ('CUDA graph' if graphs else 'eager') + frozen
         super().__init__(f'PyTorch {torch.__version__} CUDA {torch.cuda.get_device_name()} '
@@ -164,29 +174,42 @@ class TorchCudaBackend(Backend):
                                'traced on the CPU keeps CPU tensors such as torch.arange(device="cpu"): '
                                'export it traced on a GPU, or scripted)') from exc
 
-    def _prepare_image(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> None:
+    def _capture_image(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> ImageProgram:
         torch = self._torch
-        self._image = None  # free the previous size's graph before capturing the next
-        self.transform = plan_transform(shape[0], shape[1], self.bundle.input)
-        pipeline = FramePipeline(self.module, self.bundle, self.transform, rgb_channels, dtype=self.dtype,
+        transform = plan_transform(shape[0], shape[1], self.bundle.input)
+        pipeline = FramePipeline(self.module, self.bundle, transform, rgb_channels, dtype=self.dtype,
                                  device=self.device)
         image = torch.empty(shape, dtype=torch.uint8, device=self.device)
-        self._rows = pipeline.rows
-        self._image = Program(torch, image, lambda: pipeline(image), graph=self.graphs,
-                              copied=None if pipeline.rows is None else 1)
-        self._image_key = (shape, rgb_channels)
+        program = Program(torch, image, lambda: pipeline(image), graph=self.graphs,
+                          copied=None if pipeline.rows is None else 1)
+        return ImageProgram(program, transform, pipeline.rows)
+
+    def _image_program(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> ImageProgram:
+        """The captured program for this image shape; the first frame of a new one captures it
+        (1.6-2.2 s on an H100, hence the node's warm-up at the camera's size)."""
+        key = (shape, rgb_channels)
+        found = self._images.pop(key, None)
+        if found is None:
+            while len(self._images) >= IMAGE_PROGRAMS:
+                del self._images[next(iter(self._images))]  # freed before the next capture
+            found = self._capture_image(shape, rgb_channels)
+        self._images[key] = found  # the most recently used last
+        return found
+
+    @property
+    def image_shapes(self) -> list[tuple]:
+        """(shape, rgb_channels) of every image program held, least recently used first."""
+        return list(self._images)
 
     def infer_image(self, pixels: np.ndarray, rgb_channels: tuple[int, int, int]
                     ) -> tuple[list[np.ndarray], Transform]:
-        if self._image_key != (pixels.shape, rgb_channels):
-            self._prepare_image(pixels.shape, rgb_channels)  # type: ignore[arg-type]
-        assert self._image is not None and self.transform is not None
-        outputs = self._image.run(pixels)
-        if self._rows is None:
-            return outputs, self.transform
-        if self._rows.overflowed(outputs[0]):  # more candidates than fit: decode the whole output
-            return [self._image.outputs[1].cpu().numpy()], self.transform
-        return [self._rows.as_output(outputs[0])], self.transform
+        image = self._image_program(pixels.shape, rgb_channels)  # type: ignore[arg-type]
+        outputs = image.program.run(pixels)
+        if image.rows is None:
+            return outputs, image.transform
+        if image.rows.overflowed(outputs[0]):  # more candidates than fit: decode the whole output
+            return [image.program.outputs[1].cpu().numpy()], image.transform
+        return [image.rows.as_output(outputs[0])], image.transform
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """A preprocessed float32 batch (any batch size the model takes) -> its outputs."""
@@ -203,5 +226,6 @@ class TorchCudaBackend(Backend):
         return int(self._torch.cuda.memory_reserved())
 
     def close(self) -> None:
-        self._image = self._tensor = None
+        self._images.clear()
+        self._tensor = None
         self._torch.cuda.empty_cache()

@@ -160,12 +160,13 @@ def node_params(config: Path, model: Path, backend: str, rate: float, folder: Pa
 
 def node_internal(folder: Path) -> dict[str, Any]:
     """The node's own view from its monitoring and profile files: frames in, out and dropped,
-    receipt -> publish latency, and its per-stage profile (None where a file is missing)."""
+    receipt -> publish (``latency``) and image stamp -> publish (``stamp_age``, same clock as the
+    end to end), and its per-stage profile (None where a file is missing)."""
     files = {name: folder / f'node_{name}.json' for name in ('monitoring', 'profile')}
     found = {name: json.loads(path.read_text()) if path.is_file() else None for name, path in files.items()}
     monitoring, profile = found['monitoring'] or {}, found['profile'] or {}
     return {**{key: monitoring.get(key) for key in ('frames_received', 'frames_processed', 'dropped',
-                                                    'errors', 'latency')},
+                                                    'errors', 'latency', 'stamp_age')},
             'stages': profile.get('stages')}
 
 

@@ -15,15 +15,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,pstate,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu,power.draw \
   --format=csv > "$OUT/gpu.txt" 2>&1
 t0=$SECONDS
-if ! PERCEPTION_PROFILE=device tools/bootstrap.sh > "$OUT/setup.log" 2>&1; then
-  tail -40 "$OUT/setup.log"; exit 1
-fi
 # shellcheck disable=SC1091
-source env.sh
-# perception_trainer's data pipeline needs albumentations (no-deps: opencv, scipy, pydantic are there)
-python -m pip install -q --no-index --no-deps .whl/albumentations-*.whl .whl/albucore-*.whl \
-  .whl/stringzilla-*.whl .whl/simsimd-*.whl >> "$OUT/setup.log" 2>&1
-echo "setup: $((SECONDS - t0)) s" | tee -a "$OUT/setup.log"
+source tools/device_setup.sh || exit 1
 python -m pytest -q -p no:cacheprovider test/test_bench_cuda_path.py src/isaac_trt_perception/test/test_backends.py \
   src/isaac_trt_perception/test/test_preprocess.py 2>&1 | tee "$OUT/pytest.log" | tail -15
 python -m bench.run --out-dir "$OUT" "$@" > "$OUT/bench.log" 2>&1

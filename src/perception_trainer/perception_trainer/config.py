@@ -43,7 +43,8 @@ class TrainConfig(BaseModel):
     device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
     channels_last: bool = Field(True, description='channels-last memory format (CUDA only)')
-    sync_bn: bool = Field(True, description='synchronise batch-norm statistics across GPUs (DDP on CUDA)')
+    sync_bn: bool = Field(False, description='synchronise batch-norm statistics across GPUs (DDP on CUDA); '
+                          'costs a GPU wait per batch-norm layer: for small per-GPU batches only')
     threads: int = Field(0, ge=0, description='CPU threads for torch (0 = torch default)')
     deterministic: bool = Field(True, description='deterministic kernels (slower on CUDA)')
     out: str = Field('runs/detector', description='run directory: checkpoints, logs, history')

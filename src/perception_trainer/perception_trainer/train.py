@@ -6,7 +6,7 @@ and ``best.pt`` (best mAP@[.5:.95]). ``--resume`` continues from ``last.pt``, so
 most the epoch in progress, on any number of processes.
 
 Under ``torchrun --nproc-per-node N``: DistributedSampler shards the data, batch-norm is
-synchronised on CUDA (``sync_bn``), losses and metrics cover all ranks, and only rank 0 writes.
+synchronised on CUDA if ``sync_bn`` asks, losses and metrics cover all ranks, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .coco_metrics import Metrics, evaluate
 from .config import TrainConfig, parse_config
 from .predictions import decode_batch
 from .readers import load_dataset
-from .training_data import DetectionDataset, normalise
+from .training_data import DetectionDataset, normalise, start_loader_worker
 from .versions import versions
 from .weight_average import WeightAverage
 
@@ -96,7 +96,7 @@ def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Pr
         sampler = SequentialSampler(dataset)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         drop_last=train and len(dataset) >= cfg.batch_size * process.world,
-                        pin_memory=device.type == 'cuda')
+                        pin_memory=device.type == 'cuda', worker_init_fn=start_loader_worker)
     return loader, sampler if process.distributed else None
 
 

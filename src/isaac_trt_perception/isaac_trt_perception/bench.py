@@ -135,7 +135,7 @@ def summary(samples: list[float]) -> dict[str, Any]:
     return latency.summary_ms()
 
 
-def node_params(config: Path, model: Path, backend: str, rate: float, folder: Path, camera: str) -> Path:
+def node_params(config: Path, model: Path, backend: str, rate: float, folder: Path, *, camera: str) -> Path:
     """A params file from the deployment YAML (perception-params), pointed at the bench's model and
     warmed up for the bench's camera (``camera``: "WIDTHxHEIGHT ENCODING"), as a deployment is."""
     import yaml

@@ -437,7 +437,7 @@ class DetectionNode(Node):
 
 
 def fast_executor() -> Any:
-    """rclpy's C++ EventsExecutor where there is one (Jazzy and later), else the Python one.
+    """rclpy's C++ EventsExecutor where there is one (Kilted has it), else the Python one.
 
     A frame's hand-off to the worker waits for the executor thread to give up the GIL; the Python
     executor does ~0.3 ms of Python bookkeeping per callback first, the C++ one next to none.

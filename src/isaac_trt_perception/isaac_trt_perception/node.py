@@ -262,7 +262,12 @@ class DetectionNode(Node):
             warm = Image(height=height, width=width, encoding=encoding, step=step,
                          data=bytes([200]) * (step * height))
             start = time.perf_counter()
-            detections, _ = self.detector.detect(frame_from_image(warm))
+            try:
+                detections, _ = self.detector.detect(frame_from_image(warm))
+            except Exception as exc:  # e.g. no GPU memory left for one more size: that size is slow later
+                self.log.error(f'runtime.warmup_images: warming up for {width}x{height} {encoding} failed, '
+                               f'its first camera frame will pay instead: {type(exc).__name__}: {exc}')
+                continue
             self.detection_arrays(Header(), detections)
             self.log.info(f'warmed up for {width}x{height} {encoding} in {time.perf_counter() - start:.2f} s')
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import yaml
@@ -40,7 +41,7 @@ from .coco_metrics import Metrics, evaluate
 from .config import TrainConfig, parse_config
 from .predictions import decode_batch
 from .readers import load_dataset
-from .training_data import DetectionDataset, normalise, start_loader_worker
+from .training_data import DetectionDataset, normalise
 from .versions import versions
 from .weight_average import WeightAverage
 
@@ -96,7 +97,7 @@ def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Pr
         sampler = SequentialSampler(dataset)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         drop_last=train and len(dataset) >= cfg.batch_size * process.world,
-                        pin_memory=device.type == 'cuda', worker_init_fn=start_loader_worker)
+                        pin_memory=device.type == 'cuda')
     return loader, sampler if process.distributed else None
 
 
@@ -183,6 +184,11 @@ def _meta(run: Run, data_summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _configure_torch(cfg: TrainConfig, device: torch.device) -> None:
+    if cfg.workers:
+        # The loader workers do the image work, a core each: OpenCV's own thread pool in each of them
+        # would oversubscribe the cores. Set here, before they fork: setting it inside a forked
+        # worker deadlocks once the parent's pool has run.
+        cv2.setNumThreads(1)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == 'cuda':

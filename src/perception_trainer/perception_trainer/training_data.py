@@ -39,12 +39,6 @@ def letterbox(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Transform]:
     return canvas, t
 
 
-def start_loader_worker(_worker_id: int) -> None:
-    """Each loader process is one core's worth of work: OpenCV's own thread pool in every one of N
-    workers would oversubscribe the cores N times over."""
-    cv2.setNumThreads(1)
-
-
 def normalise(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     """uint8 [B, 3, H, W] -> float input: pixels / 255, then (x - mean) / std, as model.json says."""
     mean = torch.tensor(spec.mean, device=images.device).view(1, 3, 1, 1) * 255

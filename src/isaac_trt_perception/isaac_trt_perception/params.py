@@ -178,6 +178,10 @@ def parse_warmup_images(text: str) -> list[tuple[int, int, str]]:
     return images
 
 
+# Text parameters with a syntax of their own: the parser the node uses checks them at load too.
+_TEXT_PARSERS = {'resources.memory_limit': parse_memory_size, 'runtime.warmup_images': parse_warmup_images}
+
+
 def _type_name(value: object) -> str:
     return type(value).__name__
 
@@ -214,14 +218,10 @@ def check_value(parameter: Parameter, value: object) -> ParameterValue:
             raise ParameterError(f'{where}: must be >= {parameter.minimum}, got {value!r}')
         if parameter.maximum is not None and value > parameter.maximum:
             raise ParameterError(f'{where}: must be <= {parameter.maximum}, got {value!r}')
-    if where == 'resources.memory_limit':
+    parse = _TEXT_PARSERS.get(where)
+    if parse is not None:
         try:
-            parse_memory_size(str(value))
-        except ValueError as exc:
-            raise ParameterError(f'{where}: {exc}') from exc
-    if where == 'runtime.warmup_images':
-        try:
-            parse_warmup_images(str(value))
+            parse(str(value))
         except ValueError as exc:
             raise ParameterError(f'{where}: {exc}') from exc
     if where == 'model.input_shape' and (len(value) != 4 or min(value) <= 0):  # type: ignore[arg-type]

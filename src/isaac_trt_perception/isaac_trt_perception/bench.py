@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     # The node's own inference time, not the in-process one above: that one runs back to back on
     # an otherwise idle process, the node's once per camera frame beside the camera and DDS, and
     # on 2 cores the two differed by 2-3 ms, which made the overhead swing from -3.6 to +4.9 ms.
-    in_node = (node_view['stages'] or {}).get('infer', {}).get('p50_ms')
+    stages = node_view['stages'] or {}
+    in_node = stages.get('infer', {}).get('p50_ms')
     overhead = (e2e['p50_ms'] - floor_s['p50_ms'] - in_node) if answered and floor and in_node else None
     result = {
         'frame': f'{args.width}x{args.height} rgb8', 'frames': source, 'rate_hz': args.rate,
@@ -250,7 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     if not answered:
         print(node_log, file=sys.stderr)
     print(f'{"stage":<22}{"p50 ms":>10}{"p99 ms":>10}')
-    stages = node_view['stages'] or {}
     for name, stats in (('transport floor', floor_s), ('inference in-process', infer_s),
                         *((f'node: {k}', v) for k, v in stages.items()), ('end to end', e2e)):
         p50, p99 = stats.get('p50_ms', float('nan')), stats.get('p99_ms', float('nan'))

@@ -1,7 +1,9 @@
 """The isaac_trt_perception node: the rclpy glue around the pure pipeline.
 
 Threads: the executor thread only takes frames in (counts, watchdog, rate cap) and keeps the
-newest one; a worker thread converts, runs the detector and publishes. A frame arriving while
+newest one; a worker thread converts, runs the detector and publishes. Frames come in and
+detections go out serialized (``cdr.py``): rclpy's per-field conversion was a third of the
+node's own time per frame. A frame arriving while
 the worker is busy replaces the waiting one (counted as dropped), so the node never queues and
 always processes the newest frame.
 """
@@ -16,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -31,10 +35,12 @@ from .backends import BackendOptions, EngineUnusable
 from .backends.gpu import used_gpu_memory
 from .backends.select import NoBackend, model_file
 from .bundle import BundleError
-from .convert import ENCODINGS, ImageError, frame_from_image
+from .cdr import DetectionArrays, read_image
+from .cdr import Header as FrameHeader
+from .convert import ENCODINGS, ImageError, frame_from_fields
 from .debug_image import draw_detections
 from .detector import STAGES, open_detector
-from .messages import DetectionArrays, label_info, vision_types
+from .messages import label_info, vision_types
 from .metrics import Monitor
 from .params import PARAMETERS, ParameterError, check_values, parse_memory_size, parse_warmup_images
 from .safety import Fallback, RateLimiter, Watchdog
@@ -151,7 +157,7 @@ class DetectionNode(Node):
 
         self.types = vision_types()
         self.classes = bundle.classes
-        self.detection_arrays = DetectionArrays(self.types, self.classes)  # the worker's alone
+        self.detection_arrays = DetectionArrays(self.classes)
         self.frame_id = v['ros_integration.frame_id_override']
         self.monitor = Monitor(STAGES)
         now = time.monotonic()
@@ -175,13 +181,13 @@ class DetectionNode(Node):
         self.debug_pub = self.create_publisher(Image, debug_topic, qos) if debug_topic else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        self._pending: tuple[Image, float, float] | None = None  # frame, receipt (monotonic, perf_counter)
+        self._pending: tuple[bytes, float, float] | None = None  # frame, receipt (monotonic, perf_counter)
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name='detector', daemon=True)
         self._warm_up()
         self._worker.start()
-        self.create_subscription(Image, v['ros_integration.input_topic'], self._on_image, qos)
+        self.create_subscription(Image, v['ros_integration.input_topic'], self._on_image, qos, raw=True)
         self.create_timer(v['logging.diagnostic_interval'], self._report)
         if v['safety.watchdog_timeout'] > 0:
             self.create_timer(min(1.0, v['safety.watchdog_timeout'] / 4), self._check_watchdog)
@@ -259,16 +265,17 @@ class DetectionNode(Node):
                   *parse_warmup_images(self.values['runtime.warmup_images'])]
         for width, height, encoding in images:
             step = width * ENCODINGS[encoding][0]
-            warm = Image(height=height, width=width, encoding=encoding, step=step,
-                         data=bytes([200]) * (step * height))
+            warm = serialize_message(Image(height=height, width=width, encoding=encoding, step=step,
+                                           data=bytes([200]) * (step * height)))
             start = time.perf_counter()
             try:
-                detections, _ = self.detector.detect(frame_from_image(warm))
+                header, fields = read_image(warm)
+                detections, _ = self.detector.detect(frame_from_fields(**fields))
             except Exception as exc:  # e.g. no GPU memory left for one more size: that size is slow later
                 self.log.error(f'runtime.warmup_images: warming up for {width}x{height} {encoding} failed, '
                                f'its first camera frame will pay instead: {type(exc).__name__}: {exc}')
                 continue
-            self.detection_arrays(Header(), detections)
+            self.detection_arrays(header, detections)
             self.log.info(f'warmed up for {width}x{height} {encoding} in {time.perf_counter() - start:.2f} s')
 
     def _refuse_changes(self, changed: list[Any]) -> SetParametersResult:
@@ -279,7 +286,7 @@ class DetectionNode(Node):
         return SetParametersResult(successful=True)
 
     # --- frames in (executor thread) ------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: bytes) -> None:
         now = time.monotonic()
         self.monitor.received.tick(now)
         self.watchdog.feed(now)
@@ -302,17 +309,21 @@ class DetectionNode(Node):
             if item is not None:
                 self._process(*item)
 
-    def _describe(self, msg: Image) -> str:
-        return (f'{self.values["ros_integration.input_topic"]} frame {msg.header.frame_id!r} stamp '
-                f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}')
+    def _describe(self, header: FrameHeader | None) -> str:
+        topic = self.values['ros_integration.input_topic']
+        if header is None:
+            return f'{topic} message'
+        return f'{topic} frame {header.frame_id!r} stamp {header.sec}.{header.nanosec:09d}'
 
-    def _process(self, msg: Image, received: float, handed_off: float) -> None:
+    def _process(self, msg: bytes, received: float, handed_off: float) -> None:
         start = time.perf_counter()
+        header: FrameHeader | None = None
         try:
-            frame = frame_from_image(msg)
+            header, fields = read_image(msg)
+            frame = frame_from_fields(**fields)
         except ImageError as exc:
             self.monitor.errors['bad_image'] += 1
-            self.log.throttled_error(f'bad_image.{exc.field}', f'{self._describe(msg)} skipped: {exc}',
+            self.log.throttled_error(f'bad_image.{exc.field}', f'{self._describe(header)} skipped: {exc}',
                                      time.monotonic())
             return
         converted = time.perf_counter()
@@ -320,13 +331,15 @@ class DetectionNode(Node):
             detections, timings = self.detector.detect(frame)
         except Exception as exc:  # a backend failing on one frame must not take the node down
             self.monitor.errors['backend'] += 1
-            self.log.throttled_error('backend', f'{self._describe(msg)}: {self.detector.backend.name} failed '
-                                     f'on this frame, skipped: {type(exc).__name__}: {exc}', time.monotonic())
+            self.log.throttled_error('backend', f'{self._describe(header)}: {self.detector.backend.name} '
+                                     f'failed on this frame, skipped: {type(exc).__name__}: {exc}',
+                                     time.monotonic())
             return
         event = self.fallback.record(timings['infer'])
         if event is not None:
             self._on_fallback(event)
-        header = msg.header if not self.frame_id else Header(stamp=msg.header.stamp, frame_id=self.frame_id)
+        if self.frame_id:
+            header = FrameHeader(header.sec, header.nanosec, self.frame_id)
         published = time.perf_counter()
         self.detections_pub.publish(self.detection_arrays(header, detections))
         done = time.perf_counter()
@@ -334,16 +347,16 @@ class DetectionNode(Node):
         self.monitor.profile.add(timings)
         self.monitor.published.tick(time.monotonic())
         self.monitor.latency.add(time.monotonic() - received)
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        if stamp > 0:
-            self.monitor.age.add(self.get_clock().now().nanoseconds * 1e-9 - stamp)
+        if header.stamp_ns > 0:
+            self.monitor.age.add((self.get_clock().now().nanoseconds - header.stamp_ns) * 1e-9)
         if self.debug_pub is not None:
             pixels, encoding = draw_detections(frame, detections, self.classes)
-            self.debug_pub.publish(Image(header=header, height=frame.height, width=frame.width,
+            stamped = Header(stamp=Time(sec=header.sec, nanosec=header.nanosec), frame_id=header.frame_id)
+            self.debug_pub.publish(Image(header=stamped, height=frame.height, width=frame.width,
                                          encoding=encoding, step=frame.width * 3, data=pixels.tobytes()))
         if self.values['logging.enable_detailed_logging']:
             stages = ' '.join(f'{k}={s * 1e3:.2f}ms' for k, s in timings.items())
-            self.log.debug(f'{self._describe(msg)}: {len(detections)} detections; {stages}')
+            self.log.debug(f'{self._describe(header)}: {len(detections)} detections; {stages}')
 
     def _on_fallback(self, event: Any) -> None:
         self.rate.set_rate(self.fallback.rate_hz)
@@ -441,7 +454,7 @@ class DetectionNode(Node):
         self.log.close()
 
 
-def fast_executor() -> Any:
+def fast_executor(context: Any = None) -> Any:
     """rclpy's C++ EventsExecutor where there is one (Kilted has it), else the Python one.
 
     A frame's hand-off to the worker waits for the executor thread to give up the GIL; the Python
@@ -450,8 +463,8 @@ def fast_executor() -> Any:
     try:
         from rclpy.experimental import EventsExecutor
     except ImportError:  # Humble
-        return SingleThreadedExecutor()
-    return EventsExecutor()
+        return SingleThreadedExecutor(context=context)
+    return EventsExecutor(context=context)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The node end to end: ``perception-node-bench`` (``isaac_trt_perception.bench``) run several
-times per frame size, each run in its own processes: transport floor (publisher -> subscriber, no
-node), inference (the node's own, and in-process for comparison), end to end through the node
-process, and the node's overhead."""
+times per backend and frame size, each run in its own processes: transport floor (publisher ->
+subscriber, no node), inference (the node's own, and in-process for comparison), end to end
+through the node process, and the node's overhead."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from isaac_trt_perception.backends.gpu import torch_cuda_available
+from isaac_trt_perception.bench import OVERHEAD_TARGET_MS
 
 from .stats import spread
 
@@ -23,15 +24,18 @@ E2E_MARGIN_MS = 1.5  # target on the GPU device: end to end p50 <= transport flo
 RUN_TIMEOUT_S = 180
 
 
-def node_model(bundle_dir: Path) -> Path:
-    """The file the node runs here: model.ts (torch_cuda) with a GPU, model.onnx (ONNX Runtime) without."""
-    return bundle_dir / ('model.ts' if torch_cuda_available() else 'model.onnx')
+def node_backends(bundle_dir: Path) -> list[tuple[str, Path]]:
+    """(backend, model file) the node is measured with: the CUDA path with a GPU; without one the
+    two CPU backends the issue names, ONNX Runtime and PyTorch (TorchScript)."""
+    if torch_cuda_available():
+        return [('torch_cuda', bundle_dir / 'model.ts')]
+    return [('onnxruntime', bundle_dir / 'model.onnx'), ('torchscript', bundle_dir / 'model.ts')]
 
 
 def _one_run(
-    config: Path, model: Path, width: int, height: int, *, seconds: float, folder: Path
+    config: Path, backend: str, model: Path, width: int, height: int, *, seconds: float, folder: Path
 ) -> dict[str, Any]:
-    out = folder / f'node_{width}x{height}.json'
+    out = folder / f'node_{backend}_{width}x{height}.json'
     command = [
         sys.executable,
         '-m',
@@ -40,6 +44,8 @@ def _one_run(
         str(config),
         '--model',
         str(model),
+        '--backend',
+        backend,
         '--width',
         str(width),
         '--height',
@@ -52,7 +58,7 @@ def _one_run(
     done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
     if done.returncode != 0 or not out.is_file():
         raise RuntimeError(
-            f'perception-node-bench {width}x{height} exited with {done.returncode}: '
+            f'perception-node-bench {backend} {width}x{height} exited with {done.returncode}: '
             f'{(done.stderr or done.stdout)[-2000:]}'
         )
     return json.loads(out.read_text())
@@ -79,6 +85,10 @@ def summarise(runs: list[dict[str, Any]], margin_ms: float | None) -> dict[str, 
         'node_overhead_p50_ms': stage(lambda r: r['node_overhead_p50_ms']),
         'answered_fraction': stage(lambda r: r['end_to_end']['answered_fraction']),
     }
+    summary['overhead_target'] = {
+        'max_ms': OVERHEAD_TARGET_MS,
+        'met': summary['node_overhead_p50_ms']['median'] <= OVERHEAD_TARGET_MS,
+    }
     if margin_ms is not None:
         floor, e2e = summary['transport_floor_p50_ms']['median'], summary['end_to_end_p50_ms']['median']
         summary['target'] = {
@@ -91,19 +101,21 @@ def summarise(runs: list[dict[str, Any]], margin_ms: float | None) -> dict[str, 
 
 
 def measure(config: Path, bundle_dir: Path, repeats: int, seconds: float) -> dict[str, Any]:
-    model = node_model(bundle_dir)
+    """Results by "WIDTHxHEIGHT backend"."""
     margin = E2E_MARGIN_MS if torch_cuda_available() else None
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix='bench-node-') as tmp:
-        for width, height in SIZES:
-            try:
-                runs = [
-                    _one_run(config, model, width, height, seconds=seconds, folder=Path(tmp))
-                    for _ in range(repeats)
-                ]
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                log.error('node bench %dx%d: %s', width, height, exc)
-                results[f'{width}x{height}'] = {'error': str(exc)}
-                continue
-            results[f'{width}x{height}'] = {**summarise(runs, margin), 'runs': runs}
-    return {'model': str(model), 'seconds_per_phase': seconds, 'sizes': results}
+        for backend, model in node_backends(bundle_dir):
+            for width, height in SIZES:
+                key = f'{width}x{height} {backend}'
+                try:
+                    runs = [
+                        _one_run(config, backend, model, width, height, seconds=seconds, folder=Path(tmp))
+                        for _ in range(repeats)
+                    ]
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    log.error('node bench %s: %s', key, exc)
+                    results[key] = {'error': str(exc), 'model': str(model)}
+                    continue
+                results[key] = {**summarise(runs, margin), 'model': str(model), 'runs': runs}
+    return {'seconds_per_phase': seconds, 'sizes': results}

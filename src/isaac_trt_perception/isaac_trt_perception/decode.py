@@ -49,9 +49,12 @@ class Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
-# Candidates go through NMS in blocks of this many, best first: a frame's few candidates are one
-# block (one IoU matrix, no per-box numpy calls), and a low threshold's thousands still stop at
-# max_detections without an N x N matrix.
+# A frame's few candidates go through NMS as Python lists: in the node each frame arrives with cold
+# caches, where every numpy call costs tens of microseconds and a greedy loop over a handful of
+# boxes costs less than one of them. More candidates (a low score threshold) go through in blocks
+# of this many, best first: one IoU matrix per block, and thousands still stop at max_detections
+# without an N x N matrix. Both paths compute IoU in float64 by the same formula, in the same
+# order, so they keep the same boxes.
 NMS_BLOCK = 64
 
 
@@ -71,28 +74,58 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
-        limit: int) -> np.ndarray:
-    """Greedy class-aware NMS; indices of kept boxes, best first, at most ``limit``."""
-    if boxes.shape[0] == 0:
-        return np.zeros(0, np.int64)
-    # Shifting each class to its own region of the plane makes one pass class-aware.
-    shift = (float(boxes.max()) + 1.0) * class_ids.astype(np.float32)
+        limit: int) -> list[int]:
+    """Greedy class-aware NMS: indices of kept boxes, best first (ties by index), at most ``limit``.
+    A box is suppressed by a kept box of its class with IoU above ``iou_threshold``."""
+    if boxes.shape[0] <= NMS_BLOCK:
+        return _nms_lists(boxes.tolist(), scores.tolist(), class_ids.tolist(), iou_threshold, limit)
+    return _nms_blocks(boxes, scores, class_ids, iou_threshold, limit)
+
+
+def _nms_lists(boxes: list[list[float]], scores: list[float], class_ids: list[int], iou_threshold: float,
+               limit: int) -> list[int]:
+    keep: list[int] = []
+    for i in sorted(range(len(scores)), key=scores.__getitem__, reverse=True):  # stable: ties by index
+        x1, y1, x2, y2 = boxes[i]
+        area = (x2 - x1) * (y2 - y1)
+        for k in keep:
+            if class_ids[k] != class_ids[i]:
+                continue
+            k1, l1, k2, l2 = boxes[k]
+            w = min(x2, k2) - max(x1, k1)
+            h = min(y2, l2) - max(y1, l1)
+            inter = (w if w > 0 else 0.0) * (h if h > 0 else 0.0)
+            union = area + (k2 - k1) * (l2 - l1) - inter
+            if inter / (union if union > 1e-9 else 1e-9) > iou_threshold:
+                break
+        else:
+            keep.append(i)
+            if len(keep) == limit:
+                break
+    return keep
+
+
+def _nms_blocks(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
+                limit: int) -> list[int]:
     order = np.argsort(-scores, kind='stable')
-    ranked = (boxes + shift[:, None])[order]
+    ranked = boxes[order].astype(np.float64)
+    ranked_class = class_ids[order]
     keep: list[int] = []  # positions in ``ranked``
     for start in range(0, len(ranked), NMS_BLOCK):
-        block = ranked[start:start + NMS_BLOCK]
-        alive = ((pairwise_iou(block, ranked[keep]) <= iou_threshold).all(axis=1).tolist() if keep
+        block, block_class = ranked[start:start + NMS_BLOCK], ranked_class[start:start + NMS_BLOCK]
+        alive = ((~((pairwise_iou(block, ranked[keep]) > iou_threshold)
+                    & (block_class[:, None] == ranked_class[keep])).any(axis=1)).tolist() if keep
                  else [True] * len(block))
-        overlaps = (pairwise_iou(block, block) > iou_threshold).tolist()
+        overlaps = ((pairwise_iou(block, block) > iou_threshold)
+                    & (block_class[:, None] == block_class)).tolist()
         for i, overlap in enumerate(overlaps):
             if not alive[i]:
                 continue
             keep.append(start + i)
             if len(keep) == limit:
-                return order[keep]
+                return order[keep].tolist()
             alive = [a and not o for a, o in zip(alive, overlap, strict=True)]
-    return order[keep]
+    return order[keep].tolist()
 
 
 def _dense_candidates(outputs: Sequence[np.ndarray], score: float, classes: int

@@ -262,6 +262,7 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
     assert 'backend onnxruntime' in log
     for image in ('320x256 rgb8', '640x480 rgb8', '1280x720 bgr8'):  # the network's size, then the YAML's
         assert f'warmed up for {image} in' in log, log
+    assert 'in runtime.warmup_images to set it up' not in log  # warmed up: no size-change hint
 
 
 @pytest.mark.slow
@@ -297,6 +298,8 @@ def test_fallback_degraded_mode_watchdog_and_debug_image(tmp_path, ros_env, list
         output = stop_node(node)
     assert 'backend onnxruntime failed to load' in output and 'degraded, processing at' in output
     assert 'no image for' in output
+    # the camera's size was not warmed up for and its first frame missed the deadline: the hint says so
+    assert 'list "640x480 rgb8" in runtime.warmup_images' in output, output
 
 
 @pytest.mark.parametrize(('change', 'message'), [

@@ -94,13 +94,14 @@ class NodeLog:
         self.ros.error(message)
         self.file.error(message)
 
-    def throttled_error(self, kind: str, message: str, now: float) -> None:
+    def throttled(self, kind: str, message: str, now: float, level: str = 'error') -> None:
+        """``message`` at ``level`` (a method of this class), once per kind per period."""
         if now - self._last.get(kind, -1e9) < ERROR_LOG_PERIOD_S:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
         self._last[kind] = now
         more = self._suppressed.pop(kind, 0)
-        self.error(message + (f' ({more} more like it not logged)' if more else ''))
+        getattr(self, level)(message + (f' ({more} more like it not logged)' if more else ''))
 
     def close(self) -> None:
         for handler in list(self.file.handlers):
@@ -181,6 +182,7 @@ class DetectionNode(Node):
         self.debug_pub = self.create_publisher(Image, debug_topic, qos) if debug_topic else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
+        self._last_size: tuple[int, int, str] | None = None  # the last processed frame's, for _note_new_size
         self._pending: tuple[bytes, float, float] | None = None  # frame, receipt (monotonic, perf_counter)
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -323,7 +325,7 @@ class DetectionNode(Node):
             frame = frame_from_fields(**fields)
         except ImageError as exc:
             self.monitor.errors['bad_image'] += 1
-            self.log.throttled_error(f'bad_image.{exc.field}', f'{self._describe(header)} skipped: {exc}',
+            self.log.throttled(f'bad_image.{exc.field}', f'{self._describe(header)} skipped: {exc}',
                                      time.monotonic())
             return
         converted = time.perf_counter()
@@ -331,13 +333,14 @@ class DetectionNode(Node):
             detections, timings = self.detector.detect(frame)
         except Exception as exc:  # a backend failing on one frame must not take the node down
             self.monitor.errors['backend'] += 1
-            self.log.throttled_error('backend', f'{self._describe(header)}: {self.detector.backend.name} '
+            self.log.throttled('backend', f'{self._describe(header)}: {self.detector.backend.name} '
                                      f'failed on this frame, skipped: {type(exc).__name__}: {exc}',
                                      time.monotonic())
             return
         event = self.fallback.record(timings['infer'])
         if event is not None:
             self._on_fallback(event)
+        self._note_new_size(frame, timings['infer'])
         if self.frame_id:
             header = FrameHeader(header.sec, header.nanosec, self.frame_id)
         published = time.perf_counter()
@@ -357,6 +360,21 @@ class DetectionNode(Node):
         if self.values['logging.enable_detailed_logging']:
             stages = ' '.join(f'{k}={s * 1e3:.2f}ms' for k, s in timings.items())
             self.log.debug(f'{self._describe(header)}: {len(detections)} detections; {stages}')
+
+    def _note_new_size(self, frame: Any, infer_s: float) -> None:
+        """A slow first frame at a new image size says how to move that cost to the start: torch_cuda
+        captures a CUDA graph per image size (1.6-2.2 s on an H100), and the newest-frame policy
+        drops every frame that arrives meanwhile."""
+        size = (frame.width, frame.height, frame.encoding)
+        if size == self._last_size:
+            return
+        self._last_size = size
+        if infer_s > self.values['safety.max_inference_time']:
+            image = f'{frame.width}x{frame.height} {frame.encoding}'
+            self.log.throttled('new_size', f'the first {image} frame took {infer_s * 1e3:.0f} ms in '
+                               f'{self.detector.backend.name}, over safety.max_inference_time: if it is the '
+                               f'camera\'s size, list "{image}" in runtime.warmup_images to set it up at '
+                               'start instead', time.monotonic(), level='warn')
 
     def _on_fallback(self, event: Any) -> None:
         self.rate.set_rate(self.fallback.rate_hz)
@@ -441,7 +459,7 @@ class DetectionNode(Node):
                     'overruns': state.overruns, 'gpu_memory_bytes': state.gpu_memory_bytes,
                     'memory_limit_bytes': state.memory_limit_bytes, 'power_mode': state.power_mode})
         except OSError as exc:
-            self.log.throttled_error('metrics_file', f'cannot write metrics: {exc}', time.monotonic())
+            self.log.throttled('metrics_file', f'cannot write metrics: {exc}', time.monotonic())
 
     def close(self) -> None:
         """Stop the worker and write the profile and monitoring files one last time."""

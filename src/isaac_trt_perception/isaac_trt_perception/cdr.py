@@ -26,6 +26,11 @@ ENCAPSULATION_LE = b'\x00\x01\x00\x00'  # CDR_LE, no options
 ORIGIN = len(ENCAPSULATION_LE)  # alignment counts from here
 
 
+def _padding(offset: int, alignment: int) -> int:
+    """Bytes before a field of ``alignment`` that would start at ``offset``."""
+    return -(offset - ORIGIN) % alignment
+
+
 @dataclass(frozen=True)
 class Header:
     """std_msgs/Header as the per-frame path carries it."""
@@ -61,7 +66,7 @@ class _Reader:
         self.pos = ORIGIN
 
     def take(self, fields: struct.Struct, alignment: int = 4) -> tuple:
-        self.pos += -(self.pos - ORIGIN) % alignment
+        self.pos += _padding(self.pos, alignment)
         end = self.pos + fields.size
         if end > len(self.data):
             raise ImageError('serialized', f'serialized message ends at byte {len(self.data)}, inside '
@@ -114,10 +119,6 @@ def _string(text: str) -> bytes:
 # starts (mod 8) and on the string lengths, so each layout is compiled once into a Struct and a
 # frame's detection is then one pack: a cold frame pays per Python call, not per byte.
 _POSE = struct.pack('<7d36d', 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, *([0.0] * 36))  # identity, no covariance
-
-
-def _padding(offset: int, alignment: int) -> int:
-    return -(offset - ORIGIN) % alignment
 
 
 def _detection_layout(offset: int, stamped: int, results: int, id_: int) -> struct.Struct:

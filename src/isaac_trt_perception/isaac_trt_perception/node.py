@@ -326,7 +326,7 @@ class DetectionNode(Node):
         except ImageError as exc:
             self.monitor.errors['bad_image'] += 1
             self.log.throttled(f'bad_image.{exc.field}', f'{self._describe(header)} skipped: {exc}',
-                                     time.monotonic())
+                               time.monotonic())
             return
         converted = time.perf_counter()
         try:
@@ -334,8 +334,8 @@ class DetectionNode(Node):
         except Exception as exc:  # a backend failing on one frame must not take the node down
             self.monitor.errors['backend'] += 1
             self.log.throttled('backend', f'{self._describe(header)}: {self.detector.backend.name} '
-                                     f'failed on this frame, skipped: {type(exc).__name__}: {exc}',
-                                     time.monotonic())
+                               f'failed on this frame, skipped: {type(exc).__name__}: {exc}',
+                               time.monotonic())
             return
         event = self.fallback.record(timings['infer'])
         if event is not None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from isaac_trt_perception.bundle import InputSpec
+from isaac_trt_perception.convert import ENCODINGS
 from isaac_trt_perception.preprocess import Preprocessor, plan_transform, preprocess
 from perception_trainer.synth import render_scene
 
@@ -84,10 +85,6 @@ def _per_pixel_reference(pixels, rgb_channels, spec):
     order = rgb_channels if spec.color == 'RGB' else rgb_channels[::-1]
     chw = np.stack([canvas[:, :, s].astype(np.float32) * gain[c] + offset[c] for c, s in enumerate(order)])
     return (chw if spec.layout == 'NCHW' else chw.transpose(1, 2, 0))[None]
-
-
-ENCODINGS = {'rgb8': (3, (0, 1, 2)), 'bgr8': (3, (2, 1, 0)), 'rgba8': (4, (0, 1, 2)),
-             'bgra8': (4, (2, 1, 0)), 'mono8': (1, (0, 0, 0))}
 
 
 @pytest.mark.parametrize('layout', ['NCHW', 'NHWC'])

@@ -28,7 +28,7 @@ bench: setup
 
 TRT_LAYER := src/perception_engine_builder/perception_engine_builder/tensorrt_build.py \
              src/perception_engine_builder/perception_engine_builder/torch_tensorrt_build.py \
-             src/isaac_trt_perception/isaac_trt_perception/backends/tensorrt.py
+             src/perception_core/perception_core/backends/tensorrt.py
 
 lint: setup
 	@$(RUN) ruff check .

@@ -17,25 +17,24 @@ import numpy as np
 import pytest
 
 WORKSPACE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(WORKSPACE))  # the bench/ scripts
-sys.path.insert(0, str(WORKSPACE / 'src/isaac_trt_perception/test'))  # probe_bundle
+sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))  # probe_bundle
 
 from probe_bundle import write_probe_bundle  # noqa: E402
 
-from bench.agreement import agreement, confident_agreement  # noqa: E402
-from bench.backends import camera_frames, detect_all  # noqa: E402
-from isaac_trt_perception.backends import BackendOptions  # noqa: E402
-from isaac_trt_perception.backends.gpu import torch_cuda_available  # noqa: E402
-from isaac_trt_perception.bundle import InputSpec, load_bundle  # noqa: E402
-from isaac_trt_perception.convert import Frame  # noqa: E402
-from isaac_trt_perception.decode import Thresholds, decode  # noqa: E402
-from isaac_trt_perception.detector import Detector, open_detector  # noqa: E402
-from isaac_trt_perception.preprocess import Preprocessor, plan_transform  # noqa: E402
+from perception_bench.agreement import agreement, confident_agreement  # noqa: E402
+from perception_bench.backends import camera_frames, detect_all  # noqa: E402
+from perception_core.backends import BackendOptions  # noqa: E402
+from perception_core.backends.gpu import torch_cuda_available  # noqa: E402
+from perception_core.bundle import InputSpec, load_bundle  # noqa: E402
+from perception_core.convert import Frame  # noqa: E402
+from perception_core.decode import Thresholds, decode  # noqa: E402
+from perception_core.detector import Detector, open_detector  # noqa: E402
+from perception_core.preprocess import Preprocessor, plan_transform  # noqa: E402
 
 torch = pytest.importorskip('torch')
-from isaac_trt_perception.backends.torch_cuda import FramePipeline  # noqa: E402
-from isaac_trt_perception.backends.torch_decode import DenseRows  # noqa: E402
-from isaac_trt_perception.backends.torch_preprocess import TorchPreprocess  # noqa: E402
+from perception_core.backends.torch_cuda import FramePipeline  # noqa: E402
+from perception_core.backends.torch_decode import DenseRows  # noqa: E402
+from perception_core.backends.torch_preprocess import TorchPreprocess  # noqa: E402
 
 SHIPPED = WORKSPACE / 'models/detector'
 needs_cuda = pytest.mark.skipif(
@@ -158,7 +157,7 @@ def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
 def gpu_bundle(tmp_path_factory):
     """The shipped bundle, or where its model.ts cannot run on CUDA (traced on the CPU), the same
     weights traced on the GPU (bench/cuda_model.py)."""
-    from bench.cuda_model import runnable_bundle
+    from perception_bench.cuda_model import runnable_bundle
 
     return runnable_bundle(load_bundle(SHIPPED), tmp_path_factory.mktemp('gpu_bundle'))[0]
 
@@ -167,7 +166,7 @@ def gpu_bundle(tmp_path_factory):
 @needs_shipped
 @pytest.mark.parametrize(('precision', 'graphs'), [('fp16', True), ('fp16', False), ('fp32', True)])
 def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs, gpu_bundle):
-    from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
+    from perception_core.backends.torch_cuda import TorchCudaBackend
 
     bundle = gpu_bundle
     reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions())
@@ -185,8 +184,8 @@ def test_torch_cuda_finds_what_onnxruntime_finds(precision, graphs, gpu_bundle):
 @needs_cuda
 @needs_shipped
 def test_torch_cuda_batches_find_what_onnxruntime_finds(gpu_bundle):
-    from isaac_trt_perception.backends.onnxruntime import OnnxRuntimeBackend
-    from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
+    from perception_core.backends.onnxruntime import OnnxRuntimeBackend
+    from perception_core.backends.torch_cuda import TorchCudaBackend
 
     bundle = gpu_bundle
     frames = camera_frames(bundle, 8, 640, 480)
@@ -220,7 +219,7 @@ def test_torch_cuda_batches_find_what_onnxruntime_finds(gpu_bundle):
 def test_torch_cuda_keeps_the_programs_of_recent_image_sizes(gpu_bundle):
     """The node warms up at the camera's sizes (runtime.warmup_images): each size's captured
     program must stay and answer as when it was first captured, and ever new sizes stay bounded."""
-    from isaac_trt_perception.backends.torch_cuda import IMAGE_PROGRAMS, TorchCudaBackend
+    from perception_core.backends.torch_cuda import IMAGE_PROGRAMS, TorchCudaBackend
 
     bundle = gpu_bundle
     vga, hd = camera_frames(bundle, 1, 640, 480)[0], camera_frames(bundle, 1, 1280, 720, 'bgr8')[0]
@@ -243,8 +242,8 @@ def test_torch_cuda_keeps_the_programs_of_recent_image_sizes(gpu_bundle):
 
 @needs_cuda
 def test_torch_cuda_decodes_the_whole_output_when_the_rows_overflow(tmp_path):
-    from isaac_trt_perception.backends.torch_cuda import TorchCudaBackend
-    from isaac_trt_perception.backends.torch_decode import ROWS
+    from perception_core.backends.torch_cuda import TorchCudaBackend
+    from perception_core.backends.torch_decode import ROWS
 
     rows = sparse_dense_output(np.random.default_rng(6), 2 * ROWS, ROWS + 50, 3)
 
@@ -278,7 +277,7 @@ def test_torch_cuda_decodes_the_whole_output_when_the_rows_overflow(tmp_path):
 def test_a_model_that_cannot_run_on_cuda_is_refused_at_load(tmp_path):
     """A model traced on the CPU keeps CPU tensors: refused when loaded, so the node falls back to
     ONNX Runtime at start instead of failing every frame."""
-    from isaac_trt_perception.backends.select import open_backend
+    from perception_core.backends.select import open_backend
 
     class Grid(torch.nn.Module):
         def forward(self, images):

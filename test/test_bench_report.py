@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 WORKSPACE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(WORKSPACE))  # the bench/ scripts
 
-from bench import report  # noqa: E402
-from bench.agreement import agreement, confident_agreement  # noqa: E402
-from bench.merge import merge  # noqa: E402
-from bench.stats import repeated, spread  # noqa: E402
-from isaac_trt_perception.decode import Detections  # noqa: E402
+from perception_bench import report  # noqa: E402
+from perception_bench.agreement import agreement, confident_agreement  # noqa: E402
+from perception_bench.merge import merge  # noqa: E402
+from perception_bench.stats import repeated, spread  # noqa: E402
+from perception_core.decode import Detections  # noqa: E402
 
 RESULTS = WORKSPACE / 'bench/results'
 
@@ -75,7 +74,7 @@ def test_a_partial_rerun_replaces_only_its_sections():
     base = json.loads((RESULTS / 'nvidia-h100-80gb-hbm3.json').read_text())
     partial = {
         'machine': {**base['machine'], 'date': 'later'},
-        'command': 'python -m bench.run --sections node',
+        'command': 'python -m perception_bench.run --sections node',
         'node': {'sizes': {}},
         'section_seconds': {'node': 1.0},
     }
@@ -91,7 +90,7 @@ def test_bench_run_writes_json_and_markdown(tmp_path):
         [
             sys.executable,
             '-m',
-            'bench.run',
+            'perception_bench.run',
             '--quick',
             '--sections',
             'preprocessing,limit',

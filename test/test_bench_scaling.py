@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.scaling import summarise
+from perception_bench.scaling import summarise
 
 
 def _run(root: Path, name: str, batch: int, images_per_s: list[float], maps: list[float]) -> None:

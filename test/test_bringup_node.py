@@ -28,7 +28,7 @@ from perception.node_process import running_node  # noqa: E402
 def probe_bundle(directory: Path) -> Path:
     """The node engineer's tiny real ONNX bundle (fixed outputs), for plumbing tests."""
     spec = importlib.util.spec_from_file_location(
-        'probe_bundle', WORKSPACE / 'src/isaac_trt_perception/test/probe_bundle.py')
+        'probe_bundle', WORKSPACE / 'src/perception_core/test/probe_bundle.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.write_probe_bundle(directory)

@@ -1,8 +1,8 @@
 """End-to-end: the colcon-built isaac_trt_perception node as its own process, parameters from
 config/jetson_deployment.yaml through perception-params, camera frames from a second process
-(isaac_trt_perception.frame_source) over real DDS, answers received here.
+(perception_bench.frame_source) over real DDS, answers received here.
 
-The probe bundle (src/isaac_trt_perception/test/probe_bundle.py) has known outputs, so every box,
+The probe bundle (src/perception_core/test/probe_bundle.py) has known outputs, so every box,
 stamp and frame_id is checked exactly, and it fails inside ONNX Runtime on an all-black frame
 (a real backend crash). Detection accuracy on real scenes uses the shipped bundle.
 """
@@ -26,7 +26,7 @@ import yaml
 WORKSPACE = Path(__file__).resolve().parents[1]
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 SHIPPED = WORKSPACE / 'models/detector/model.onnx'
-sys.path.insert(0, str(WORKSPACE / 'src/isaac_trt_perception/test'))
+sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))
 
 if not NODE.is_file():
     pytest.skip(f'{NODE} is not built (make build)', allow_module_level=True)
@@ -38,10 +38,10 @@ from probe_bundle import expected_boxes, write_probe_bundle  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from isaac_trt_perception.deployment import load_config  # noqa: E402
-from isaac_trt_perception.frame_source import image_fields, save_frames  # noqa: E402
 from perception.params import write_params_file  # noqa: E402
-from perception_trainer.synth import render_scene  # noqa: E402
+from perception_bench.frame_source import image_fields, save_frames  # noqa: E402
+from perception_core.deployment import load_config  # noqa: E402
+from perception_core.synth import render_scene  # noqa: E402
 
 
 def deployment(tmp: Path, model: Path, **changes: Any) -> Path:
@@ -147,7 +147,7 @@ def publish(frames: list[dict[str, Any]], tmp: Path, env: dict[str, str], name: 
     """Run frame_source as its own process; returns the stamps it published, in order."""
     npz, log = tmp / f'{name}.npz', tmp / f'{name}.json'
     save_frames(npz, frames)
-    command = [sys.executable, '-m', 'isaac_trt_perception.frame_source', str(npz), '--rate', str(rate),
+    command = [sys.executable, '-m', 'perception_bench.frame_source', str(npz), '--rate', str(rate),
                '--log', str(log)]
     for key, value in extra.items():
         command += [f'--{key.replace("_", "-")}', value]

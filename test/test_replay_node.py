@@ -39,7 +39,7 @@ from perception.node_process import running_node  # noqa: E402
 
 def probe_module():
     spec = importlib.util.spec_from_file_location(
-        'probe_bundle', WORKSPACE / 'src/isaac_trt_perception/test/probe_bundle.py')
+        'probe_bundle', WORKSPACE / 'src/perception_core/test/probe_bundle.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -9,7 +9,7 @@
 #    processes (its share of the host's cores); batch-norm synchronised or not as SYNC_BN says;
 # 4. one throughput-only run on N GPUs with the recipe's batch on EVERY GPU (global batch N x 32).
 # $OUT gets gpu.txt, setup.log (rendering included), one log per run and train_ddp.json, the summary
-# (python -m bench.scaling); the run folders are removed, because the device returns only 8 files.
+# (python -m perception_bench.scaling); the run folders are removed, because the device returns only 8 files.
 # Copy train_ddp.json to bench/results/train_ddp_<machine>.json.
 set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,6 +51,6 @@ train() {  # name gpus epochs batch-per-process [extra perception-train options]
 train gpu1 1 "$EPOCHS" 32
 train "gpu$GPUS" "$GPUS" "$EPOCHS" $((32 / GPUS))
 train "gpu${GPUS}_batch32" "$GPUS" 3 32 --eval-interval 1000
-python -m bench.scaling "$OUT" --out "$OUT/train_ddp.json"
+python -m perception_bench.scaling "$OUT" --out "$OUT/train_ddp.json"
 rm -rf "${OUT:?}"/gpu*/
 echo "total $((SECONDS - t0)) s"

@@ -19,7 +19,6 @@ setup(
     entry_points={
         'console_scripts': [
             'isaac_trt_perception_node = isaac_trt_perception.node:main',
-            'perception-node-bench = isaac_trt_perception.bench:main',
-        ],
+                    ],
     },
 )

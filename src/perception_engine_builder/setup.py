@@ -20,7 +20,6 @@ setup(
         'console_scripts': [
             'perception-build-engine = perception_engine_builder.cli:build_main',
             'perception-verify-engine = perception_engine_builder.cli:verify_main',
-            'perception-benchmark = perception_engine_builder.cli:benchmark_main',
-        ],
+                    ],
     },
 )

@@ -23,7 +23,6 @@ setup(
             'perception-eval = perception_trainer.evaluate:main',
             'perception-export = perception_trainer.export:main',
             'perception-train-default = perception_trainer.recipe:main',
-            'perception-train-bench = perception_trainer.train_benchmark:main',
         ],
     },
 )

@@ -29,21 +29,28 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from . import diagnostics, resources
-from .atomic import write_json
-from .backends import BackendOptions, EngineUnusable
-from .backends.gpu import used_gpu_memory
-from .backends.select import NoBackend, model_file
-from .bundle import BundleError
-from .cdr import DetectionArrays, read_image
-from .cdr import Header as FrameHeader
-from .convert import ENCODINGS, ImageError, frame_from_fields
-from .debug_image import draw_detections
-from .detector import STAGES, open_detector
+from perception_core import diagnostics, resources
+from perception_core.atomic import write_json
+from perception_core.backends import BackendOptions, EngineUnusable
+from perception_core.backends.gpu import used_gpu_memory
+from perception_core.backends.select import NoBackend, model_file
+from perception_core.bundle import BundleError
+from perception_core.cdr import DetectionArrays, read_image
+from perception_core.cdr import Header as FrameHeader
+from perception_core.convert import ENCODINGS, ImageError, frame_from_fields
+from perception_core.debug_image import draw_detections
+from perception_core.detector import STAGES, open_detector
+from perception_core.metrics import Monitor
+from perception_core.params import (
+    PARAMETERS,
+    ParameterError,
+    check_values,
+    parse_memory_size,
+    parse_warmup_images,
+)
+from perception_core.safety import Fallback, RateLimiter, Watchdog
+
 from .messages import label_info, vision_types
-from .metrics import Monitor
-from .params import PARAMETERS, ParameterError, check_values, parse_memory_size, parse_warmup_images
-from .safety import Fallback, RateLimiter, Watchdog
 
 DEFAULT_NAME = 'isaac_trt_perception'
 ERROR_LOG_PERIOD_S = 5.0  # one error line per kind of failure per period; the rest are counted

@@ -42,7 +42,7 @@ def isolated_environment() -> dict[str, str]:
 
 
 def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str) -> dict:
-    from isaac_trt_perception.bundle import BundleError, load_bundle
+    from perception_core.bundle import BundleError, load_bundle
 
     started = time.monotonic()
     plan = make_plan(config, model=model, params_dir=out / 'launch')

@@ -20,10 +20,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isaac_trt_perception.deployment import ConfigError, DeploymentConfig, load_config
-from isaac_trt_perception.params import ParameterError, by_name, check_value
 from perception.middleware import middleware_environment
 from perception.params import node_key, write_params_file
+from perception_core.deployment import ConfigError, DeploymentConfig, load_config
+from perception_core.params import ParameterError, by_name, check_value
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from isaac_trt_perception.atomic import write_text
-from isaac_trt_perception.deployment import ConfigError, DeploymentConfig, load_config
+from perception_core.atomic import write_text
+from perception_core.deployment import ConfigError, DeploymentConfig, load_config
 
 log = logging.getLogger(__name__)
 

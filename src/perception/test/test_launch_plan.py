@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isaac_trt_perception.deployment import ConfigError
 from perception.launch_plan import cpu_prefix, describe, make_plan
+from perception_core.deployment import ConfigError
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 

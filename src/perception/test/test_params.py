@@ -8,8 +8,8 @@ import pytest
 import rclpy
 import yaml
 
-from isaac_trt_perception.deployment import load_config
 from perception.params import main, node_key, write_params_file
+from perception_core.deployment import load_config
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 

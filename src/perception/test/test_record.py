@@ -11,7 +11,7 @@ import yaml
 from perception.bag.messages import DETECTIONS, IMAGE, detections_of
 from perception.bag.reader import Bag, stamp_ns
 from perception.bag.record import DEFAULT_SEED, DEFAULT_START_NS, record_synthetic
-from perception_trainer.synth import render_scene
+from perception_core.synth import render_scene
 
 
 def test_frames_and_ground_truth_are_the_scenes(synthetic_bag: Path) -> None:

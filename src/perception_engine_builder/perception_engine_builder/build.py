@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from isaac_trt_perception.atomic import write_bytes, write_json
-from isaac_trt_perception.backends import Backend, BackendOptions
-from isaac_trt_perception.backends.select import open_backend
-from isaac_trt_perception.bundle import Bundle, load_bundle
-from isaac_trt_perception.sidecar import RuntimeFacts, make_sidecar, sidecar_path, write_sidecar
+from perception_core.atomic import write_bytes, write_json
+from perception_core.backends import Backend, BackendOptions
+from perception_core.backends.select import open_backend
+from perception_core.bundle import Bundle, load_bundle
+from perception_core.sidecar import RuntimeFacts, make_sidecar, sidecar_path, write_sidecar
 
 from .calibration import calibration_batches, image_files
 from .environment import missing_for

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from isaac_trt_perception.atomic import write_bytes
-from isaac_trt_perception.bundle import InputSpec
-from isaac_trt_perception.preprocess import Preprocessor
+from perception_core.atomic import write_bytes
+from perception_core.bundle import InputSpec
+from perception_core.preprocess import Preprocessor
 
 from .plan import Calibration
 

@@ -1,4 +1,4 @@
-"""Console entry points: perception-build-engine, perception-verify-engine, perception-benchmark.
+"""Console entry points: perception-build-engine, perception-verify-engine.
 
 Every failure ends in one line on stderr naming what is wrong and a non-zero exit, never a
 traceback: 1 = verification failed, 2 = bad input (config, bundle, options), 3 = TensorRT,
@@ -15,15 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from isaac_trt_perception.atomic import write_json
-from isaac_trt_perception.backends import BackendError, BackendOptions
-from isaac_trt_perception.backends.select import NoBackend, model_file
-from isaac_trt_perception.bundle import BundleError, bundle_directory, load_bundle
-from isaac_trt_perception.decode import DecodeError
-from isaac_trt_perception.sidecar import SidecarError, SidecarMismatch
+from perception_core.atomic import write_json
+from perception_core.backends import BackendError, BackendOptions
+from perception_core.backends.select import NoBackend, model_file
+from perception_core.bundle import BundleError, bundle_directory, load_bundle
+from perception_core.decode import DecodeError
+from perception_core.sidecar import SidecarError, SidecarMismatch
 from perception_trainer.annotations import DatasetError
 
-from .benchmark import ITERATIONS, WARMUP, benchmark
 from .build import (
     BuildOptions,
     MissingRequirement,
@@ -48,14 +47,15 @@ def _deployment(config: Path, bundle: Path | None) -> dict[str, Any]:
     """The checked deployment values; with --bundle, model.path is that bundle (no ament lookup)."""
     # The bringup's loader is the one validator of the YAML; imported here, not at module level,
     # because the bringup package in turn runs this builder (build on start).
-    from isaac_trt_perception.deployment import ConfigError, load_config
+    from perception_core.deployment import ConfigError, load_config
     try:
         return dict(load_config(config, str(bundle.resolve()) if bundle else None).values)
     except ConfigError as exc:
         raise PlanError(str(exc)) from exc
 
 
-def _run(prog: str, body: Callable[[], int]) -> int:
+def run_command(prog: str, body: Callable[[], int]) -> int:
+    """Run ``body`` as a console command: every failure one line on stderr and an exit code."""
     logging.basicConfig(level=logging.INFO, format=f'{prog}: %(levelname)s %(message)s')
     try:
         return body()
@@ -124,7 +124,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
         result = build_engine(values, bundle_dir, args.out, options)
         print(f'{result.engine_path}\n{result.report.summary()}')
         return 0
-    return _run(parser.prog, body)
+    return run_command(parser.prog, body)
 
 
 def verify_main(argv: Sequence[str] | None = None) -> int:
@@ -159,55 +159,4 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
             print(f'  {name}: max abs diff {diff:.3g}, mean {report.mean_abs_diff[name]:.3g}, '
                   f'{report.differing_fraction[name]:.2e} of values differ')
         return 0 if report.passed else EXIT_FAILED
-    return _run(parser.prog, body)
-
-
-def _batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'batch sizes must look like 1,8, got {text!r}') from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f'batch sizes must be positive, got {text!r}')
-    return sizes
-
-
-def benchmark_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog='perception-benchmark',
-        description='Latency p50/p90/p99 and throughput of one backend per batch size, after warm-up, '
-                    'with synchronised timers, on real frames; writes JSON.')
-    parser.add_argument('--bundle', type=Path, required=True, help='model bundle directory')
-    parser.add_argument('--backend', choices=BACKENDS, required=True)
-    parser.add_argument('--model', type=Path, help='the backend\'s file (default: the bundle\'s)')
-    parser.add_argument('--precision', choices=('fp32', 'fp16', 'int8'), default='fp32')
-    parser.add_argument('--batch-sizes', type=_batch_sizes, default=[1, 8],
-                        help='comma-separated (default 1,8: model.batch_size and performance.max_batch_size)')
-    parser.add_argument('--warmup', type=int, default=WARMUP)
-    parser.add_argument('--iterations', type=int, default=ITERATIONS)
-    parser.add_argument('--frames', type=int, default=16, help='distinct synthetic frames to cycle through')
-    parser.add_argument('--out', type=Path, help='write the JSON report here (default: stdout only)')
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        bundle = load_bundle(args.bundle)
-        path = model_file(args.backend, args.model or bundle.directory, bundle)
-        backend = open_exactly(args.backend, path, bundle, BackendOptions(precision=args.precision))
-        try:
-            report = benchmark(backend, bundle, synthetic_frames(bundle, args.frames), args.batch_sizes,
-                               warmup=args.warmup, iterations=args.iterations, progress=sys.stderr.isatty())
-        finally:
-            backend.close()
-        if args.out:
-            write_json(args.out, report)
-        print(f'{report["description"]}')
-        print(f'{"batch":>5} {"p50 ms":>9} {"p90 ms":>9} {"p99 ms":>9} {"frames/s":>10}')
-        for row in report['results']:
-            if 'error' in row:
-                print(f'{row["batch_size"]:>5} error: {row["error"]}')
-                continue
-            lat = row['latency_ms']
-            print(f'{row["batch_size"]:>5} {lat["p50"]:>9.3f} {lat["p90"]:>9.3f} {lat["p99"]:>9.3f} '
-                  f'{row["throughput_fps"]:>10.1f}')
-        return 0
-    return _run(parser.prog, body)
+    return run_command(parser.prog, body)

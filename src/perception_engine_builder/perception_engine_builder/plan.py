@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from isaac_trt_perception.bundle import Bundle, InputSpec, sha256_of
+from perception_core.bundle import Bundle, InputSpec, sha256_of
 
 PRECISIONS = ('fp32', 'fp16', 'int8')
 # INT8 keeps FP16 allowed so that layers without an INT8 kernel don't fall back to FP32.

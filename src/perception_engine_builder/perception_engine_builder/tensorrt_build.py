@@ -17,8 +17,8 @@ import numpy as np
 import tensorrt as trt
 import torch
 
-from isaac_trt_perception.atomic import write_bytes
-from isaac_trt_perception.sidecar import RuntimeFacts
+from perception_core.atomic import write_bytes
+from perception_core.sidecar import RuntimeFacts
 
 from .calibration import read_cache, write_cache
 from .plan import BuildPlan, Calibration

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch_tensorrt
 
-from isaac_trt_perception.atomic import atomic_path
+from perception_core.atomic import atomic_path
 
 from .plan import BuildPlan
 

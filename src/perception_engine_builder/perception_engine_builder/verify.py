@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from isaac_trt_perception.backends import Backend
-from isaac_trt_perception.bundle import Bundle
-from isaac_trt_perception.decode import Detections, Thresholds, decode
-from isaac_trt_perception.preprocess import Preprocessor, Transform
+from perception_core.backends import Backend
+from perception_core.bundle import Bundle
+from perception_core.coco_metrics import Metrics, evaluate
+from perception_core.decode import Detections, Thresholds, decode
+from perception_core.preprocess import Preprocessor, Transform
 from perception_trainer.annotations import Sample
-from perception_trainer.coco_metrics import Metrics, evaluate
 
 log = logging.getLogger(__name__)
 # Largest mAP@[.5:.95] drop a build may show; TensorRT's fp32 uses TF32 kernels, hence not zero.
@@ -96,7 +96,7 @@ def dataset_frames(path: Path, bundle: Bundle, limit: int) -> list[EvalFrame]:
 def synthetic_frames(bundle: Bundle, count: int = EVAL_FRAMES, seed: int = EVAL_SEED,
                      size: tuple[int, int] = (640, 480)) -> list[EvalFrame]:
     """Camera-sized scenes of the bundle's classes from the project's synthetic generator."""
-    from perception_trainer.synth import render_scene
+    from perception_core.synth import render_scene
     index = {name: i for i, name in enumerate(bundle.classes)}
     frames = []
     for i in range(count):

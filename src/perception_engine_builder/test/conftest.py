@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from isaac_trt_perception.bundle import sha256_of
-from isaac_trt_perception.deployment import load_config
+from perception_core.bundle import sha256_of
+from perception_core.deployment import load_config
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 DEPLOYMENT_YAML = WORKSPACE / 'config' / 'jetson_deployment.yaml'

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from isaac_trt_perception.bundle import load_bundle
-from isaac_trt_perception.preprocess import preprocess
+from perception_core.bundle import load_bundle
+from perception_core.preprocess import preprocess
+from perception_core.synth import render_scene
 from perception_engine_builder.calibration import (
     CalibrationError,
     calibration_batches,
@@ -18,7 +19,6 @@ from perception_engine_builder.calibration import (
     write_cache,
 )
 from perception_engine_builder.plan import Calibration
-from perception_trainer.synth import render_scene
 
 
 def write_images(directory: Path, count: int) -> list[np.ndarray]:

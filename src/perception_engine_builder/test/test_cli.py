@@ -76,13 +76,3 @@ def test_verify_torchscript_against_onnxruntime(tiny_bundle: Path, tmp_path: Pat
     assert result.stdout.startswith('PASSED: TorchScript')
     report = json.loads(out.read_text())
     assert report['passed'] and report['frames'] == 4 and 'detections' in report['max_abs_diff']
-
-
-def test_benchmark_writes_json_and_a_table(tiny_bundle: Path, tmp_path: Path) -> None:
-    out = tmp_path / 'bench.json'
-    result = run('perception-benchmark', '--bundle', tiny_bundle, '--backend', 'onnxruntime',
-                 '--batch-sizes', '1,2', '--warmup', '1', '--iterations', '4', '--frames', '2', '--out', out)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
-    assert [r['batch_size'] for r in report['results']] == [1, 2]
-    assert 'p50 ms' in result.stdout and 'ONNX Runtime' in result.stdout

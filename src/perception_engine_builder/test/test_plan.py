@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from isaac_trt_perception.bundle import load_bundle, sha256_of
+from perception_core.bundle import load_bundle, sha256_of
 from perception_engine_builder.plan import (
     PlanError,
     default_engine_path,

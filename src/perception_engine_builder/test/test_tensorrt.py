@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from isaac_trt_perception.backends import BackendError, BackendOptions
-from isaac_trt_perception.bundle import load_bundle
-from isaac_trt_perception.sidecar import read_sidecar, sidecar_path
+from perception_core.backends import BackendError, BackendOptions
+from perception_core.bundle import load_bundle
+from perception_core.sidecar import read_sidecar, sidecar_path
 from perception_engine_builder.build import BuildOptions, build_engine, open_exactly, unverified_path
 from perception_engine_builder.environment import missing_for
 from perception_engine_builder.plan import PlanError
@@ -52,7 +52,7 @@ def test_engine_builds_verifies_and_installs(on_this_gpu: dict, tiny_bundle: Pat
 def test_int8_calibrates_then_reuses_its_cache(on_this_gpu: dict, tiny_bundle: Path, tmp_path: Path) -> None:
     import cv2
 
-    from perception_trainer.synth import render_scene
+    from perception_core.synth import render_scene
     images = tmp_path / 'camera'
     images.mkdir()
     for i in range(16):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from isaac_trt_perception.backends import BackendOptions
-from isaac_trt_perception.bundle import Bundle, load_bundle
-from isaac_trt_perception.decode import Thresholds, decode
-from isaac_trt_perception.preprocess import Preprocessor
+from perception_core.backends import BackendOptions
+from perception_core.bundle import Bundle, load_bundle
+from perception_core.decode import Thresholds, decode
+from perception_core.preprocess import Preprocessor
 from perception_engine_builder.build import open_exactly
 from perception_engine_builder.verify import (
     EvalFrame,

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from perception_core.coco_metrics import Sample
+
 log = logging.getLogger(__name__)
 
 # Box corners may overshoot the image by this much (float rounding in exporters) before the
@@ -27,15 +29,6 @@ ISSUES_LOGGED = 20  # individual issues logged per set; all of them are kept in 
 
 class DatasetError(ValueError):
     """A data set that cannot be used at all; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    image: Path
-    width: int
-    height: int
-    boxes: np.ndarray  # [N, 4] float32 x1, y1, x2, y2 in image pixels
-    labels: np.ndarray  # [N] int64 indices into the set's classes
 
 
 @dataclass

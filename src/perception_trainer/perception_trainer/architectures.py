@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from isaac_trt_perception.bundle import InputSpec
+from perception_core.bundle import InputSpec
 
 from . import centernet, centernet_targets, lesson, losses
 

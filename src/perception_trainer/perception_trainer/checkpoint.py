@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from isaac_trt_perception.atomic import atomic_path
+from perception_core.atomic import atomic_path
 
 LAST, BEST = 'last.pt', 'best.pt'
 

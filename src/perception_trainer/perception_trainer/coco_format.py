@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from isaac_trt_perception import atomic
+from perception_core import atomic
 
 from .annotations import DatasetError, ImageRecord, LabelledSet, SetBuilder
 

@@ -18,13 +18,13 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from isaac_trt_perception import atomic
-from isaac_trt_perception.bundle import Bundle, BundleError, load_bundle
-from isaac_trt_perception.decode import Detections, Thresholds
-from isaac_trt_perception.preprocess import Transform, preprocess
+from perception_core import atomic
+from perception_core.bundle import Bundle, BundleError, load_bundle
+from perception_core.coco_metrics import Metrics, evaluate
+from perception_core.decode import Detections, Thresholds
+from perception_core.preprocess import Transform, preprocess
 
 from .annotations import DatasetError, LabelledSet
-from .coco_metrics import Metrics, evaluate
 from .plots import annotate, pr_curves, write_rgb_png
 from .predictions import decode_batch
 from .readers import FORMATS, load_dataset

@@ -28,14 +28,14 @@ import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from isaac_trt_perception import atomic
-from isaac_trt_perception.bundle import InputSpec, load_bundle, sha256_of
-from isaac_trt_perception.preprocess import preprocess
+from perception_core import atomic
+from perception_core.bundle import InputSpec, load_bundle, sha256_of
+from perception_core.preprocess import preprocess
+from perception_core.synth import render_scene
 
 from . import checkpoint
 from .architectures import ARCHITECTURES, Architecture, Deployed
 from .readers import load_dataset
-from .synth import render_scene
 from .training_data import read_rgb
 from .versions import versions
 

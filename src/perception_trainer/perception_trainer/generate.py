@@ -25,14 +25,14 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from isaac_trt_perception import atomic
+from perception_core import atomic
+from perception_core.synth import DEFAULT_CLASSES, check_classes, render_scene
 
 from .annotations import ImageRecord
 from .coco_format import write_coco
 from .kitti_format import label_text
 from .lesson_format import write_metadata
 from .readers import COCO_FILE, LESSON_FILE
-from .synth import DEFAULT_CLASSES, check_classes, render_scene
 
 log = logging.getLogger(__name__)
 IMAGE_FORMATS = ('jpg', 'png')
@@ -79,7 +79,7 @@ def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple
             bar.update(1)
     bar.close()
     info = {'description': 'perception-synth synthetic scenes', 'seed': seed, 'num_images': num_images,
-            'size': list(size), 'generator': 'perception_trainer.synth'}
+            'size': list(size), 'generator': 'perception_core.synth'}
     write_coco(out / COCO_FILE, classes, records, info)
     write_metadata(out / LESSON_FILE, classes, records)
     log.info('%s: %d images, %d boxes', out, len(records), sum(len(r.boxes) for r in records))

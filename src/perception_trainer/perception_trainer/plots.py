@@ -9,11 +9,11 @@ import cv2
 import matplotlib
 import numpy as np
 
-from isaac_trt_perception.atomic import atomic_path
-from isaac_trt_perception.decode import Detections
+from perception_core.atomic import atomic_path
+from perception_core.coco_metrics import Metrics
+from perception_core.decode import Detections
 
 from .annotations import Sample
-from .coco_metrics import Metrics
 
 matplotlib.use('Agg')  # files only; no display on robots or CI
 import matplotlib.pyplot as plt

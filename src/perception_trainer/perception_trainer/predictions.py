@@ -1,5 +1,5 @@
 """Bundle-format network outputs for a batch -> detections in image pixels, through the node's
-decoder (``isaac_trt_perception.decode``), so evaluation scores exactly what the node publishes."""
+decoder (``perception_core.decode``), so evaluation scores exactly what the node publishes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from isaac_trt_perception.decode import Detections, Thresholds, decode
-from isaac_trt_perception.preprocess import Transform
+from perception_core.decode import Detections, Thresholds, decode
+from perception_core.preprocess import Transform
 
 
 def decode_batch(outputs: Sequence[np.ndarray], output_format: str, num_classes: int,

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from isaac_trt_perception import atomic
+from perception_core import atomic
 
 from .checkpoint import BEST
 from .config import add_arguments, load_config

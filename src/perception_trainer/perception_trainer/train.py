@@ -30,14 +30,14 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from isaac_trt_perception import atomic
-from isaac_trt_perception.bundle import InputSpec
-from isaac_trt_perception.decode import Thresholds
+from perception_core import atomic
+from perception_core.bundle import InputSpec
+from perception_core.coco_metrics import Metrics, evaluate
+from perception_core.decode import Thresholds
 
 from . import checkpoint, distributed
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture
-from .coco_metrics import Metrics, evaluate
 from .config import TrainConfig, parse_config
 from .predictions import decode_batch
 from .readers import load_dataset

@@ -1,6 +1,6 @@
 """Labelled images -> network-ready batches: letterbox, box-aware augmentation, targets.
 
-Geometry comes from the node's :func:`isaac_trt_perception.preprocess.plan_transform`, so the
+Geometry comes from the node's :func:`perception_core.preprocess.plan_transform`, so the
 network trains on exactly the resize and padding it sees when deployed. Images stay uint8 until
 they reach the device, where :func:`normalise` applies the bundle's mean/std (less to copy
 between processes). Augmentation is albumentations with box-aware transforms.
@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from isaac_trt_perception.bundle import InputSpec
-from isaac_trt_perception.preprocess import Transform, plan_transform
+from perception_core.bundle import InputSpec
+from perception_core.preprocess import Transform, plan_transform
 
 from .annotations import Sample
 from .architectures import Encode

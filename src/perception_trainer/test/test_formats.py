@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perception_core.synth import render_scene
 from perception_trainer.annotations import DatasetError
 from perception_trainer.generate import generate_dataset
 from perception_trainer.readers import COCO_FILE, LESSON_FILE, load_dataset
-from perception_trainer.synth import render_scene
 
 
 def test_three_formats_hold_the_same_boxes_as_the_renderer(small_set: Path) -> None:

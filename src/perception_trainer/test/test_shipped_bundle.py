@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from isaac_trt_perception.bundle import load_bundle
+from perception_core.bundle import load_bundle
 from perception_trainer.evaluate import evaluate_bundle
 from perception_trainer.generate import generate_dataset
 from perception_trainer.recipe import DATA_SETS

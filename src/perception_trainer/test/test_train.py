@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from isaac_trt_perception.bundle import load_bundle
+from perception_core.bundle import load_bundle
 from perception_trainer import checkpoint
 
 LEARN = ('--input-height', 128, '--input-width', 160, '--batch-size', 16, '--workers', 0, '--lr', 0.006,

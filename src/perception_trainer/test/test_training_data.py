@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from isaac_trt_perception.bundle import Postprocess
-from isaac_trt_perception.decode import Thresholds, decode
-from isaac_trt_perception.preprocess import plan_transform, preprocess
+from perception_core.bundle import Postprocess
+from perception_core.decode import Thresholds, decode
+from perception_core.preprocess import plan_transform, preprocess
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.centernet import STRIDE, dense_detections
 from perception_trainer.centernet_targets import encode

@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from isaac_trt_perception.atomic import atomic_path
-from isaac_trt_perception.convert import Frame, frame_from_image
-from isaac_trt_perception.debug_image import draw_detections
 from perception.bag.evaluate import Evaluation, FrameResult, as_detections
 from perception.bag.messages import IMAGE
 from perception.bag.reader import Bag, stamp_ns
+from perception_core.atomic import atomic_path
+from perception_core.convert import Frame, frame_from_image
+from perception_core.debug_image import draw_detections
 
 log = logging.getLogger(__name__)
 

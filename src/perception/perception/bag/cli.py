@@ -22,18 +22,18 @@ STORAGES = ('mcap', 'sqlite3')
 def _config_values(path: str | None) -> dict:
     """The deployment values that shape a replay (topics, QoS); the table's defaults without --config."""
     if path:
-        from isaac_trt_perception.deployment import load_config
+        from perception_core.deployment import load_config
         return load_config(path).values
-    from isaac_trt_perception.params import check_values
+    from perception_core.params import check_values
     return check_values({})
 
 
 def _record(args: argparse.Namespace) -> int:
     from perception.bag.record import record_synthetic
-    from perception_trainer.synth import DEFAULT_CLASSES
+    from perception_core.synth import DEFAULT_CLASSES
     classes = DEFAULT_CLASSES
     if args.bundle:
-        from isaac_trt_perception.bundle import load_bundle
+        from perception_core.bundle import load_bundle
         classes = load_bundle(args.bundle).classes
     bag = record_synthetic(args.out, frames=args.frames, fps=args.fps, width=args.width, height=args.height,
                            seed=args.seed, classes=classes, storage=args.storage, image_topic=args.topic,

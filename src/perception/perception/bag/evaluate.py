@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from isaac_trt_perception.decode import Detections
 from perception.bag.messages import DETECTIONS, IMAGE, TIME_REFERENCE, Detection, detections_of
 from perception.bag.reader import Bag, BagError, stamp_ns
 from perception.bag.replay import TIME_REFERENCE_TOPIC
+from perception_core.coco_metrics import evaluate as coco_evaluate
+from perception_core.decode import Detections
 from perception_trainer.annotations import Sample
-from perception_trainer.coco_metrics import evaluate as coco_evaluate
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from perception.bag.messages import (
     open_writer,
     typestore,
 )
-from perception_trainer.synth import DEFAULT_CLASSES, render_scene
+from perception_core.synth import DEFAULT_CLASSES, render_scene
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import json
 import logging
 from pathlib import Path
 
-from isaac_trt_perception.atomic import atomic_path, write_text
 from perception.bag.annotate import write_strip, write_video
 from perception.bag.evaluate import Evaluation
+from perception_core.atomic import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""``make bench``: the workspace's speed report (``python -m bench.run``); see bench/README.md."""

@@ -1,0 +1,114 @@
+"""TensorRT backend (``.engine`` / ``.plan``): the only module that imports tensorrt.
+
+Before deserialising, the engine's sidecar is checked by ``perception_core.sidecar``
+(the one compatibility rule, shared with the builder): TensorRT version, GPU, compute
+capability, precision, batch profile, input shape and the ONNX it was built from. Device buffers
+and the stream are torch CUDA tensors, so no second CUDA binding is needed (JetPack ships torch).
+Written against the TensorRT 10 Python API; it cannot run on machines without TensorRT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import Bundle
+from . import Backend, BackendError, BackendOptions, EngineUnusable
+
+
+def available() -> bool:
+    """Whether the real TensorRT is importable (tensorrt-stubs alone install a ``tensorrt`` that
+    imports but has nothing in it)."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return False
+    return hasattr(trt, 'Runtime')
+
+
+class TensorRTBackend(Backend):
+    name = 'tensorrt'
+
+    def __init__(self, path: Path, bundle: Bundle, options: BackendOptions) -> None:
+        if not path.is_file():
+            raise EngineUnusable(f'{path}: no such engine (build it with perception-build-engine)',
+                                 missing=True)
+        if not available():
+            raise BackendError('the tensorrt Python package is not installed; it comes with JetPack '
+                               '/ the TensorRT wheels')
+        import tensorrt as trt
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendError(f'torch is not installed ({exc}); the TensorRT backend uses torch CUDA '
+                               'tensors for device buffers') from exc
+        if not torch.cuda.is_available():
+            raise BackendError(f'torch {torch.__version__} sees no CUDA device')
+        from ..sidecar import (
+            RuntimeFacts,
+            SidecarError,
+            SidecarMismatch,
+            expected_for,
+            require_compatible,
+        )
+        major, minor = torch.cuda.get_device_capability()
+        facts = RuntimeFacts(tensorrt_version=trt.__version__, gpu_name=torch.cuda.get_device_name(),
+                             compute_capability=f'{major}.{minor}')
+        expected = expected_for(bundle, options.precision, options.max_batch_size or 1,
+                                options.compute_capability or facts.compute_capability)
+        try:
+            require_compatible(path, facts, expected)
+        except (SidecarError, SidecarMismatch) as exc:
+            raise EngineUnusable(str(exc), missing=False) from exc
+
+        self._torch = torch
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f'{path}: TensorRT {trt.__version__} could not deserialise the engine')
+        total = torch.cuda.mem_get_info()[1]
+        if self.engine.device_memory_size_v2 > total * options.gpu_usage:
+            raise BackendError(f'{path}: needs {self.engine.device_memory_size_v2} bytes of activation '
+                               f'memory, more than resources.gpu_usage {options.gpu_usage} of {total}')
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self._buffers: dict[str, Any] = {}
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if inputs != [bundle.input.name]:
+            raise BackendError(f'{path}: inputs {inputs} do not match model.json input.name '
+                               f'{bundle.input.name!r}')
+        self._input = bundle.input.name
+        self.context.set_input_shape(self._input, bundle.input.shape(1))
+        for name in names:
+            dims = self.context.get_tensor_shape(name)
+            shape = tuple(int(dims[i]) for i in range(len(dims)))
+            dtype = torch.from_numpy(np.empty(0, trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+            self._buffers[name] = torch.empty(shape, dtype=dtype, device='cuda')
+            self.context.set_tensor_address(name, self._buffers[name].data_ptr())
+        missing = [n for n in bundle.output.names if n not in self._buffers]
+        if missing:
+            raise BackendError(f'{path}: engine lacks model.json output.names {missing}')
+        self._outputs = list(bundle.output.names)
+        super().__init__(f'TensorRT {trt.__version__} {options.precision} on {facts.gpu_name} ({path.name})')
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        torch = self._torch
+        with torch.cuda.stream(self.stream):
+            self._buffers[self._input].copy_(torch.from_numpy(tensor), non_blocking=True)
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise BackendError('TensorRT execute_async_v3 failed')
+            outputs = [self._buffers[n].float().cpu() for n in self._outputs]
+        self.stream.synchronize()
+        return [o.numpy() for o in outputs]
+
+    def gpu_memory_bytes(self) -> int | None:
+        weights = sum(b.numel() * b.element_size() for b in self._buffers.values())
+        return int(self.engine.device_memory_size_v2 + weights)
+
+    def close(self) -> None:
+        del self.context
+        self._buffers.clear()

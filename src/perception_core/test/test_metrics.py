@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from perception_core.atomic import write_json
+from perception_core.metrics import Latency, Monitor, Rate
+
+
+def test_latency_percentiles_and_window():
+    latency = Latency(window=100)
+    for ms in range(1, 201):
+        latency.add(ms / 1e3)
+    summary = latency.summary_ms()
+    assert summary['count'] == 200
+    assert summary['p50_ms'] == np.percentile(np.arange(101, 201), 50)
+    assert summary['max_ms'] == 200.0
+    assert Latency().summary_ms() == {'count': 0}
+
+
+def test_rate_counts_only_recent_events():
+    rate = Rate(window_s=5.0)
+    for t in np.arange(0, 10, 0.1):
+        rate.tick(float(t))
+    assert 9.5 <= rate.hz(10.0) <= 10.5
+    assert rate.hz(100.0) == 0.0 and rate.count == 100
+
+
+def test_monitor_document_and_atomic_write(tmp_path):
+    monitor = Monitor(['infer'])
+    monitor.received.tick(1.0)
+    monitor.drops['rate'] += 2
+    monitor.errors['bad_image'] += 1
+    monitor.profile.add({'infer': 0.004})
+    doc = monitor.document(1.5)
+    assert doc['dropped_total'] == 2 and doc['errors'] == {'bad_image': 1}
+    assert doc['process']['rss_bytes'] > 10**6
+    path = write_json(tmp_path / 'deep' / 'm.json', doc)
+    assert json.loads(path.read_text())['frames_received'] == 1
+    assert os.listdir(path.parent) == ['m.json'], 'no temporary file may be left behind'
+    assert monitor.profile.document()['infer']['p50_ms'] == 4.0

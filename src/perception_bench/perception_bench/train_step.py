@@ -23,8 +23,8 @@ from perception_core import atomic
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.config import TrainConfig
 from perception_trainer.generate import generate_dataset
+from perception_trainer.precision import autocast
 from perception_trainer.readers import load_dataset
-from perception_trainer.train import _autocast
 from perception_trainer.training_data import DetectionDataset, normalise
 
 
@@ -46,7 +46,7 @@ def step_throughput(device: torch.device, frames: Path, *, batch_size: int, step
         images = images.contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
-        with _autocast(cfg, device):
+        with autocast(cfg, device):
             outputs = model(images)
         loss = arch.loss(outputs, batch)['loss']
         optimizer.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import qos
 from .convert import ENCODINGS
 
 ParameterValue = bool | int | float | str | list
@@ -38,7 +39,9 @@ class ParameterError(ValueError):
 
 BACKENDS = ('auto', 'tensorrt', 'torchscript', 'onnxruntime', 'torch_cuda')
 FALLBACK_BEHAVIORS = ('degraded', 'report')
-LOG_LEVELS = ('DEBUG', 'INFO', 'WARN', 'WARNING', 'ERROR', 'FATAL')
+# logging.level's choices and ROS 2's name for each (``--log-level``, ``LoggingSeverity[name.upper()]``).
+LOG_LEVELS = {'DEBUG': 'debug', 'INFO': 'info', 'WARN': 'warn', 'WARNING': 'warn', 'ERROR': 'error',
+              'FATAL': 'fatal'}
 _WARMUP_IMAGE = re.compile(r'^\s*(\d+)\s*x\s*(\d+)\s+(\w+)\s*$')
 _MEMORY_SIZE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$', re.IGNORECASE)
 _MEMORY_UNITS = {'b': 1, 'kb': 10**3, 'mb': 10**6, 'gb': 10**9, 'tb': 10**12,
@@ -126,11 +129,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     P('ros_integration.input_topic', '/camera/image_rect', 'sensor_msgs/Image input topic.'),
     P('ros_integration.output_topic', '/object_detections', 'vision_msgs/Detection2DArray output topic.'),
     P('ros_integration.qos_profile.reliability', 'best_effort', 'Input and output reliability.',
-      choices=('best_effort', 'reliable', 'system_default')),
+      choices=qos.RELIABILITY),
     P('ros_integration.qos_profile.durability', 'volatile', 'Input and output durability.',
-      choices=('volatile', 'transient_local', 'system_default')),
+      choices=qos.DURABILITY),
     P('ros_integration.qos_profile.history', 'keep_last', 'Input and output history.',
-      choices=('keep_last', 'keep_all', 'system_default')),
+      choices=qos.HISTORY),
     P('ros_integration.qos_profile.depth', 1, 'Queue depth for keep_last; 1 keeps only the newest frame.',
       minimum=1),
     P('ros_integration.debug_image_topic', '', 'sensor_msgs/Image topic with boxes drawn; "" = off (no '
@@ -140,7 +143,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     P('ros_integration.frame_id_override', '', 'frame_id written into detections; "" = keep the image\'s.',
       extension=True),
     # logging
-    P('logging.level', 'INFO', 'Node log level.', choices=LOG_LEVELS),
+    P('logging.level', 'INFO', 'Node log level.', choices=tuple(LOG_LEVELS)),
     P('logging.log_path', '/tmp/perception/jetson_deployment.log', 'File that also receives the node\'s '
       'log lines; "" = none.'),
     P('logging.diagnostic_interval', 5.0, 'Seconds between /diagnostics messages (and metric file '

@@ -39,6 +39,7 @@ from . import checkpoint, distributed
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture
 from .config import TrainConfig, parse_config
+from .precision import autocast
 from .predictions import decode_batch
 from .readers import load_dataset
 from .training_data import DetectionDataset, normalise
@@ -145,7 +146,7 @@ def validate(model: torch.nn.Module, loader: DataLoader, run: Run) -> tuple[floa
     for batch in loader:
         images = normalise(batch['image'].to(device, non_blocking=True), spec)
         targets = {k: v.to(device) for k, v in batch.items() if k not in ('image', 'index', 'valid')}
-        with _autocast(cfg, device):
+        with autocast(cfg, device):
             outputs = model(images)
         n = images.shape[0]
         loss_sum += torch.stack([arch.loss(outputs, targets)['loss'].detach().float() * n,
@@ -169,12 +170,6 @@ def validate(model: torch.nn.Module, loader: DataLoader, run: Run) -> tuple[floa
     samples = [s for i, s in enumerate(dataset.samples) if i not in unreadable]
     renumbered = {j: merged[i] for j, i in enumerate(i for i in range(len(dataset)) if i not in unreadable)}
     return val_loss, evaluate(samples, classes, renumbered)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device) -> torch.autocast:
-    enabled = cfg.amp and device.type == 'cuda'
-    dtype = torch.bfloat16 if enabled and torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 
 def _meta(run: Run, data_summary: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +280,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = {k: v.to(device, non_blocking=True) for k, v in batch.items()
                        if k not in ('image', 'index', 'valid')}
-            with _autocast(cfg, device):
+            with autocast(cfg, device):
                 outputs = net(images)
             losses = arch.loss(outputs, targets)
             optimizer.zero_grad(set_to_none=True)

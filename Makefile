@@ -26,8 +26,8 @@ demo: setup
 bench: setup
 	@$(RUN) tools/bench.sh
 
-TRT_LAYER := src/perception_engine_builder/perception_engine_builder/tensorrt_build.py \
-             src/perception_engine_builder/perception_engine_builder/torch_tensorrt_build.py \
+TRT_LAYER := src/perception_core/perception_core/engine/tensorrt_build.py \
+             src/perception_core/perception_core/engine/torch_tensorrt_build.py \
              src/perception_core/perception_core/backends/tensorrt.py
 
 lint: setup

@@ -156,7 +156,7 @@ def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
 @pytest.fixture(scope='module')
 def gpu_bundle(tmp_path_factory):
     """The shipped bundle, or where its model.ts cannot run on CUDA (traced on the CPU), the same
-    weights traced on the GPU (bench/cuda_model.py)."""
+    weights traced on the GPU (perception_bench/cuda_model.py)."""
     from perception_bench.cuda_model import runnable_bundle
 
     return runnable_bundle(load_bundle(SHIPPED), tmp_path_factory.mktemp('gpu_bundle'))[0]

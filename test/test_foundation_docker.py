@@ -77,3 +77,25 @@ def test_compose_builds_the_dockerfiles_with_gpu_and_shared_memory():
     assert services['perception-jetson']['runtime'] == 'nvidia'
     devices = services['perception-x86']['deploy']['resources']['reservations']['devices']
     assert devices[0]['capabilities'] == ['gpu']
+
+
+def test_build_context_keeps_the_package_layout():
+    """perception owns launch/, config/ and models/ (the top-level ones are links into it): the
+    image needs src/ and the links in its build context."""
+    ignored = {line.strip().strip('/') for line in (WORKSPACE / '.dockerignore').read_text().splitlines()
+               if line.strip() and not line.startswith('#')}
+    assert not ignored & {'src', 'src/perception', 'launch', 'config', 'models', 'env.sh', 'tools'}
+    assert {'.venv', 'build', 'install', '.cache'} <= ignored  # host builds and caches stay out
+
+
+def test_compose_mounts_the_model_bundle_where_the_package_has_it():
+    compose = yaml.safe_load((DOCKER / 'compose.yaml').read_text())
+    for service in compose['services'].values():
+        for volume in compose['x-perception']['volumes'] + service.get('volumes', []):
+            host, container = volume.split(':')[:2]
+            if not container.startswith(WORKSPACE_PATH):
+                continue
+            assert (DOCKER / host).resolve().is_dir(), f'{host} does not exist'
+            inside = WORKSPACE / Path(container).relative_to(WORKSPACE_PATH)
+            # A mount onto a link would depend on how the engine resolves it: mount the real folder.
+            assert inside.is_dir() and not inside.is_symlink(), f'{container} is not a real folder'

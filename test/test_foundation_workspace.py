@@ -11,7 +11,7 @@ import pytest
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 
 WORKSPACE = Path(__file__).resolve().parents[1]
-PACKAGES = ('perception', 'isaac_trt_perception', 'perception_trainer', 'perception_engine_builder')
+PACKAGES = tuple(sorted(p.parent.name for p in (WORKSPACE / 'src').glob('*/package.xml')))
 
 # Type hashes of vision_msgs 4.x built against ROS 2 Kilted's std_msgs and geometry_msgs: equal
 # hashes mean our interface package is wire-compatible with a robot's upstream vision_msgs.
@@ -59,7 +59,7 @@ def test_package_installed_and_indexed(package):
 def test_bringup_installs_launch_and_config():
     share = Path(get_package_share_directory('perception'))
     for relative in ('launch/jetson.launch.py', 'config/jetson_deployment.yaml',
-                     'config/fastdds_large_frames.xml'):
+                     'config/fastdds_large_frames.xml', 'models/detector/model.json'):
         installed = share / relative
         assert installed.is_file(), f'{installed} is not installed'
         assert installed.read_bytes() == (WORKSPACE / relative).read_bytes(), f'{installed} is stale'

@@ -95,3 +95,12 @@ def test_launch_description_where_launch_is_installed(tmp_path: Path) -> None:
     nodes = [a for a in actions if isinstance(a, Node)]
     assert len(nodes) == 1
 
+
+
+def test_node_action_has_no_process_prefix() -> None:
+    """CPU pinning is the node's (resources.cpu_affinity as a parameter): the Node action gets no
+    ``prefix`` (a taskset prefix would also rename the process 'taskset-1')."""
+    node = next(c for c in ast.walk(tree()) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+                and c.func.id == 'Node')
+    assert 'prefix' not in {k.arg for k in node.keywords}
+    assert 'taskset' not in LAUNCH_FILE.read_text()

@@ -6,7 +6,7 @@
 # 2. runs the CUDA-path tests (fp16 + graph against ONNX Runtime, batches, overflow);
 # 3. python -m perception_bench.run: every section, GPU variants included.
 # Everything lands in $OUT (gpu.txt, setup.log, pytest.log, bench.log, <gpu>.json, <gpu>.md);
-# copy the JSON and Markdown into bench/results/. Extra arguments go to bench.run.
+# copy the JSON and Markdown into bench/results/. Extra arguments go to perception_bench.run.
 set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-out/bench_device}
@@ -22,5 +22,5 @@ python -m pytest -q -p no:cacheprovider test/test_bench_cuda_path.py src/percept
 python -m perception_bench.run --out-dir "$OUT" "$@" > "$OUT/bench.log" 2>&1
 status=$?
 grep -v '^20..-..-.. ' "$OUT/bench.log" | tail -120
-echo "bench.run exit $status; total $((SECONDS - t0)) s"
+echo "perception_bench.run exit $status; total $((SECONDS - t0)) s"
 exit $status

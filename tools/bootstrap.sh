@@ -75,11 +75,11 @@ if ! python3 -c 'import vision_msgs.msg' 2>/dev/null; then
   PATHS=(interfaces/vision_msgs "${PATHS[@]}")
 fi
 build_inputs() {
-  local dirs=("${PATHS[@]}")
-  for d in launch config models; do [ -d "$d" ] && dirs+=("$d"); done
-  find "${dirs[@]}" -type f \
+  # The top-level launch/, config/ and models/ are links into src/perception/, which installs them.
+  find "${PATHS[@]}" -type f \
     \( -name package.xml -o -name setup.py -o -name setup.cfg -o -name CMakeLists.txt -o -name '*.msg' \
-       -o -path 'launch/*' -o -path 'config/*' -o -path 'models/*' -o -path '*/resource/*' \) \
+       -o -path 'src/perception/launch/*' -o -path 'src/perception/config/*' -o -path 'src/perception/models/*' \
+       -o -path '*/resource/*' \) \
     | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16
 }
 want_build="$(build_inputs) ${PATHS[*]}"

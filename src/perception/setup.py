@@ -12,13 +12,14 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
-        # The workspace's top-level launch/ and config/ are the single source; this package installs them.
-        ('share/' + package_name + '/launch', glob('../../launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('../../config/*.yaml') + glob('../../config/*.xml')),
+        # launch/, config/ and models/ live in this package (the workspace's top-level launch/,
+        # config/ and models/ are symbolic links here), so nothing is installed from outside it.
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
         # The shipped model bundle, so the default model.path package://perception/models/detector/...
         # resolves on a robot without the source tree.
         ('share/' + package_name + '/models/detector',
-         [f for f in glob('../../models/detector/*') if os.path.isfile(f)]),
+         [f for f in glob('models/detector/*') if os.path.isfile(f)]),
     ],
     install_requires=['setuptools'],
     zip_safe=False,

@@ -14,12 +14,12 @@ setup(
     zip_safe=False,
     maintainer='Perception workspace maintainers',
     maintainer_email='maintainers@isaac-trt-perception.dev',
-    description='TensorRT engines from the model bundle, verified and benchmarked.',
+    description='perception-build-engine, perception-verify-engine: TensorRT engines verified by COCO mAP.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
             'perception-build-engine = perception_engine_builder.cli:build_main',
             'perception-verify-engine = perception_engine_builder.cli:verify_main',
-                    ],
+        ],
     },
 )

@@ -22,10 +22,12 @@ from pathlib import Path
 
 from perception.bag.evaluate import evaluate
 from perception.bag.record import record_synthetic
-from perception.bag.replay import ReplayQos, deployment_topics, replay
+from perception.bag.replay import deployment_topics, replay
 from perception.bag.report import summary_table, write_report
 from perception.launch_plan import make_plan
+from perception.middleware import middleware_environment
 from perception.node_process import running_node
+from perception_core.qos import QosSpec
 
 log = logging.getLogger('perception-demo')
 
@@ -36,9 +38,8 @@ def default_config() -> Path:
 
 
 def isolated_environment() -> dict[str, str]:
-    """A ROS domain of this run's own, discovery on this host only."""
-    return {'ROS_DOMAIN_ID': str(100 + os.getpid() % 100), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-            'ROS_LOCALHOST_ONLY': '1'}
+    """A ROS domain of this run's own, discovery on this host only (perception.middleware's)."""
+    return {**middleware_environment(localhost_only=True), 'ROS_DOMAIN_ID': str(100 + os.getpid() % 100)}
 
 
 def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str) -> dict:
@@ -60,7 +61,7 @@ def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str
     values = plan.config.values
     topics = deployment_topics(values)
     with running_node(plan, out / 'node.log', env):
-        summary = replay(bag.path, out / 'answers', qos=ReplayQos.of(values), storage=storage, **topics)
+        summary = replay(bag.path, out / 'answers', qos=QosSpec.of(values), storage=storage, **topics)
     evaluation = evaluate(bag.path, summary.output, **topics)
     backend = node_backend(Path(str(values['runtime.monitoring_output_path'])))
     paths = write_report(evaluation, out / 'report', image_topic=topics['image_topic'], fps=bag.fps,

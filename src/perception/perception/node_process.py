@@ -1,4 +1,6 @@
-"""The planned node as a plain child process, for machines without the ``launch`` package.
+"""The planned node as a plain child process: the tooling that runs the node where ``ros2 launch``
+is unavailable (no ``launch_ros`` here: the demo, the tests, the benchmarks). Robots use the
+launch file, which turns the same :class:`LaunchPlan` into a launch_ros ``Node``.
 
 Runs :meth:`LaunchPlan.command` with the plan's environment (what ``ros2 launch`` would do for
 the node alone), logs to a file, and stops it with SIGINT as launch does, so the node shuts down

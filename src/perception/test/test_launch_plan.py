@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from perception.launch_plan import cpu_prefix, describe, make_plan
+from perception.launch_plan import describe, make_plan
 from perception_core.deployment import ConfigError
 
 WORKSPACE = Path(__file__).resolve().parents[3]
@@ -59,12 +58,16 @@ def test_bad_log_level_argument_is_named(tmp_path: Path) -> None:
         plan(tmp_path, deployment(tmp_path), log_level='loud')
 
 
-def test_cpu_affinity_keeps_only_cores_this_machine_has() -> None:
-    available = sorted(os.sched_getaffinity(0))
-    prefix, notes = cpu_prefix([available[0], 4096])
-    assert prefix in ((), ('taskset', '-c', str(available[0])))  # () only where taskset is missing
-    assert '4096' in notes[0]
-    assert cpu_prefix([4096])[0] == ()
+def test_cpu_affinity_reaches_the_node_as_its_parameter_not_a_prefix(tmp_path: Path) -> None:
+    """The node pins its own threads (one owner): the command starts with the node itself, and the
+    cores, missing ones included (the node drops them with a warning), are in its params file."""
+    p = plan(tmp_path, deployment(tmp_path, **{'resources.cpu_affinity': [0, 4096]}))
+    command = p.command('/opt/node')
+    assert command[0] == '/opt/node'
+    assert not any('taskset' in part for part in command)
+    params = yaml.safe_load(p.params_file.read_text())['isaac_trt_perception']['ros__parameters']
+    assert params['resources']['cpu_affinity'] == [0, 4096]
+    assert '[0, 4096]' in describe(p) and 'taskset' not in describe(p)
 
 
 def test_engine_build_on_start_is_announced(tmp_path: Path) -> None:

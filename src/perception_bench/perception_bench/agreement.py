@@ -1,65 +1,6 @@
-"""Do two backends find the same objects? Counts per frame, and the IoU of matched boxes.
+"""Do two backends find the same objects? The one implementation is the engine verifier's
+(``perception_core.engine.agreement``); the bench's reports and tests use it under these names."""
 
-Boxes are matched best score first to the unmatched box of the same class that overlaps most.
-The CUDA path passes when every frame has the same number of detections as the reference and
-every matched pair overlaps with IoU >= :data:`MIN_IOU`. Where a detection sits right at the score
-threshold, one grey level of resize rounding (OpenCV's fixed-point bilinear against the GPU's float
-one) can put it on either side: :func:`confident_agreement` then compares the detections clear of
-the threshold, each way.
-"""
+from perception_core.engine.agreement import MIN_IOU, agreement, confident_agreement, matched_ious
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-
-from perception_core.decode import Detections, box_iou
-
-MIN_IOU = 0.9
-
-
-def matched_ious(reference: Detections, other: Detections) -> list[float]:
-    """IoU of each reference detection with its match in ``other`` (0 where none is left)."""
-    free = np.ones(len(other), dtype=bool)
-    ious = []
-    for i in range(len(reference)):
-        candidates = np.nonzero(free & (other.class_ids == reference.class_ids[i]))[0]
-        if candidates.size == 0:
-            ious.append(0.0)
-            continue
-        overlap = box_iou(reference.boxes[i], other.boxes[candidates])
-        best = int(np.argmax(overlap))
-        free[candidates[best]] = False
-        ious.append(float(overlap[best]))
-    return ious
-
-
-def agreement(reference: Sequence[Detections], other: Sequence[Detections]) -> dict[str, Any]:
-    """Per-frame comparison of two runs over the same frames, as a JSON-ready summary."""
-    if len(reference) != len(other):
-        raise ValueError(f'{len(reference)} reference frames but {len(other)} to compare')
-    count_mismatches = sum(len(a) != len(b) for a, b in zip(reference, other, strict=True))
-    ious = [iou for a, b in zip(reference, other, strict=True) for iou in matched_ious(a, b)]
-    worst = min(ious) if ious else None
-    return {
-        'frames': len(reference),
-        'detections': sum(len(a) for a in reference),
-        'count_mismatches': count_mismatches,
-        'min_iou': None if worst is None else round(worst, 4),
-        'mean_iou': None if not ious else round(float(np.mean(ious)), 4),
-        'passed': count_mismatches == 0 and (worst is None or worst >= MIN_IOU),
-    }
-
-
-def confident_agreement(reference: Sequence[Detections], other: Sequence[Detections], floor: float) -> bool:
-    """Every detection scoring at least ``floor`` in either run has its match (IoU >= MIN_IOU) in
-    the other run, frame by frame."""
-
-    def found(a: Detections, b: Detections) -> bool:
-        sure = a.scores >= floor
-        confident = Detections(a.boxes[sure], a.scores[sure], a.class_ids[sure])
-        return all(iou >= MIN_IOU for iou in matched_ious(confident, b))
-
-    return all(found(a, b) and found(b, a) for a, b in zip(reference, other, strict=True))
+__all__ = ['MIN_IOU', 'agreement', 'confident_agreement', 'matched_ious']

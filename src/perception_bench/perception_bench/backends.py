@@ -25,8 +25,8 @@ from perception_core.bundle import Bundle
 from perception_core.convert import Frame
 from perception_core.decode import Detections, Thresholds
 from perception_core.detector import Detector
-from perception_engine_builder.build import open_exactly
-from perception_engine_builder.verify import EvalFrame, synthetic_frames
+from perception_core.engine.build import open_exactly
+from perception_core.engine.frames import ImageFrame, scene_frames
 
 from .agreement import agreement
 from .stats import repeated
@@ -150,7 +150,7 @@ VARIANTS = (
 
 
 def camera_frames(bundle: Bundle, count: int, width: int, height: int, encoding: str = 'rgb8') -> list[Frame]:
-    frames = synthetic_frames(bundle, count, size=(width, height))
+    frames = scene_frames(bundle, count, size=(width, height))
     pixels = [f.pixels if encoding == 'rgb8' else np.ascontiguousarray(f.pixels[..., ::-1]) for f in frames]
     return [Frame(p, encoding) for p in pixels]
 
@@ -158,7 +158,7 @@ def camera_frames(bundle: Bundle, count: int, width: int, height: int, encoding:
 def _network(
     backend: Backend,
     bundle: Bundle,
-    frames: Sequence[EvalFrame],
+    frames: Sequence[ImageFrame],
     batch_size: int,
     *,
     gpu: bool,
@@ -204,8 +204,8 @@ def measure(
     gpu_bundle: Bundle | None = None,
 ) -> dict[str, Any]:
     """Every variant this machine can run; the others are listed with the reason they were skipped.
-    GPU variants run ``gpu_bundle`` where given (bench/cuda_model.py), the same weights."""
-    frames = synthetic_frames(bundle, 16)
+    GPU variants run ``gpu_bundle`` where given (perception_bench/cuda_model.py), the same weights."""
+    frames = scene_frames(bundle, 16)
     vga = camera_frames(bundle, 16, 640, 480)
     checks = {
         '640x480 rgb8': camera_frames(bundle, effort.agreement_frames, 640, 480),

@@ -13,9 +13,9 @@ from perception_core.atomic import write_json
 from perception_core.backends import BackendOptions
 from perception_core.backends.select import model_file
 from perception_core.bundle import load_bundle
-from perception_engine_builder.build import open_exactly
+from perception_core.engine.build import open_exactly
+from perception_core.engine.frames import scene_frames
 from perception_engine_builder.cli import BACKENDS, run_command
-from perception_engine_builder.verify import synthetic_frames
 
 from .timing import ITERATIONS, WARMUP, benchmark
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = model_file(args.backend, args.model or bundle.directory, bundle)
         backend = open_exactly(args.backend, path, bundle, BackendOptions(precision=args.precision))
         try:
-            report = benchmark(backend, bundle, synthetic_frames(bundle, args.frames), args.batch_sizes,
+            report = benchmark(backend, bundle, scene_frames(bundle, args.frames), args.batch_sizes,
                                warmup=args.warmup, iterations=args.iterations, progress=sys.stderr.isatty())
         finally:
             backend.close()

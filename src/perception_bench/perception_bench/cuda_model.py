@@ -56,5 +56,5 @@ def runnable_bundle(bundle: Bundle, folder: Path) -> tuple[Bundle, dict[str, Any
         'retraced': True,
         'shipped_model_ts_problem': problem,
         'note': 'the shipped model.ts cannot run on CUDA; GPU figures use the same weights traced '
-        'on the GPU (bench/cuda_model.py)',
+        'on the GPU (perception_bench/cuda_model.py)',
     }

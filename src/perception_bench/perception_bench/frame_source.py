@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from perception_core.atomic import write_json
+from perception_core.qos import RELIABILITY, QosSpec
 
 
 def save_frames(path: str | Path, frames: Sequence[dict[str, Any]]) -> Path:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--frame-id', default='camera_optical_frame')
     parser.add_argument('--rate', type=float, default=30.0, help='frames per second')
     parser.add_argument('--repeat', type=int, default=1, help='times through the frames')
-    parser.add_argument('--reliability', default='best_effort', choices=('best_effort', 'reliable'))
+    parser.add_argument('--reliability', default='best_effort', choices=RELIABILITY)
     parser.add_argument('--depth', type=int, default=1)
     parser.add_argument('--wait-for', type=int, default=1, help='subscribers to wait for before starting')
     parser.add_argument('--wait-timeout', type=float, default=30.0)
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+
+    from isaac_trt_perception.qos import profile
 
     loaded = np.load(args.frames)
     meta = json.loads(str(loaded['meta']))
@@ -67,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init()
     node = rclpy.create_node('frame_source')
-    reliability = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
-    publisher = node.create_publisher(Image, args.topic, QoSProfile(
-        depth=args.depth, reliability=reliability[args.reliability]))
+    publisher = node.create_publisher(Image, args.topic, profile(
+        QosSpec(reliability=args.reliability, depth=args.depth)))
     deadline = time.monotonic() + args.wait_timeout
     while publisher.get_subscription_count() < args.wait_for and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -2,8 +2,8 @@
 
 1. transport floor: frame_source -> a subscriber here, no node (image stamp to receipt);
 2. inference: the backend's own latency on the same frames, in this process;
-3. end to end: frame_source -> the node (its own process, parameters from the deployment YAML)
-   -> detections received here (image stamp to receipt).
+3. end to end: frame_source -> the node (its own process, started as ``ros2 launch`` plans it from
+   the deployment YAML) -> detections received here (image stamp to receipt).
 
 node overhead = end-to-end p50 - floor p50 - the node's own inference p50 (its ``infer`` stage, same
 run; target <= 1.0 ms): what the node adds around the backend, from convert to the detections'
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,18 +30,15 @@ from perception_core.backends import BackendOptions
 from perception_core.cdr import read_header
 from perception_core.convert import frame_from_fields
 from perception_core.detector import open_detector
-from perception_core.metrics import Latency
+from perception_core.metrics import Latency, summary_ms
+from perception_core.qos import QosSpec
 
 from .frame_source import image_fields, save_frames
 
+if TYPE_CHECKING:
+    from perception.launch_plan import LaunchPlan
+
 OVERHEAD_TARGET_MS = 1.0
-
-
-def node_executable() -> Path:
-    """The colcon-installed node, as ``ros2 run isaac_trt_perception isaac_trt_perception_node`` finds it."""
-    from ament_index_python.packages import get_package_prefix
-    prefix = Path(get_package_prefix('isaac_trt_perception'))
-    return prefix / 'lib/isaac_trt_perception/isaac_trt_perception_node'
 
 
 def bench_frames(count: int, width: int, height: int) -> tuple[list[dict[str, Any]], str]:
@@ -75,11 +72,10 @@ class Receiver:
 
     Receipt is when the serialized message reaches this process's callback: subscriptions are
     raw and the stamp is read from the bytes, as the node reads its frames. Turning them into
-    Python messages is the consumer's cost, not the node's, and differs between the two topics:
-    rclpy takes 0.56 ms to deserialize a Detection2DArray of 9 detections (nested poses, 36-value
-    covariances) and ~0.1 ms for a 640x480 Image, so a deserializing receiver charged ~0.45 ms of
-    its own work to the node. The executor is the node's (fast_executor), so both hops are
-    received alike.
+    Python messages is the consumer's cost, not the node's, and differs between the two topics
+    (a Detection2DArray's nested poses and covariances cost several times a camera Image's
+    deserialization; bench/README.md has the figures), so a deserializing receiver charged its own
+    work to the node. The executor is the node's (fast_executor), so both hops are received alike.
     """
 
     def __init__(self, domain_id: int) -> None:
@@ -94,14 +90,14 @@ class Receiver:
         self.samples: list[tuple[int, float]] = []   # (stamp ns, latency s)
 
     def listen(self, msg_type: Any, topic: str) -> Any:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+        from isaac_trt_perception.qos import profile
+        qos = profile(QosSpec(reliability='best_effort', depth=100))
         return self.node.create_subscription(msg_type, topic, self._on_message, qos, raw=True)
 
     def wait_for_publisher(self, subscription: Any, process: subprocess.Popen, timeout_s: float) -> None:
         """Spin until ``subscription`` is matched with a publisher (the node's), so the camera does
-        not start while best-effort detections still go nowhere: without this wait the first ~1.7
-        s of every 4 s phase went unanswered here (40 % of the frames), whatever the node did."""
+        not start while best-effort detections still go nowhere: without this wait the first
+        frames of every phase went unanswered, whatever the node did (bench/README.md)."""
         deadline = time.monotonic() + timeout_s
         while subscription.get_publisher_count() < 1:
             if process.poll() is not None or time.monotonic() > deadline:
@@ -139,20 +135,14 @@ def run_source(npz: Path, topic: str, *, rate: float, repeat: int, env: dict[str
     return json.loads(log.read_text())
 
 
-def summary(samples: list[float]) -> dict[str, Any]:
-    latency = Latency(window=max(1, len(samples)))
-    for s in samples:
-        latency.add(s)
-    return latency.summary_ms()
-
-
-def node_params(config: Path, model: Path, backend: str, rate: float, folder: Path, *, camera: str) -> Path:
-    """A params file from the deployment YAML (perception-params), pointed at the bench's model and
-    warmed up for the bench's camera (``camera``: "WIDTHxHEIGHT ENCODING"), as a deployment is."""
+def node_plan(config: Path, model: Path, backend: str, rate: float, folder: Path, *, camera: str
+              ) -> LaunchPlan:
+    """The node's start as ``ros2 launch`` plans it from the deployment YAML (params file, CPU
+    pinning, middleware), pointed at the bench's model and warmed up for the bench's camera
+    (``camera``: "WIDTHxHEIGHT ENCODING"), with its profile, monitoring and log in ``folder``."""
     import yaml
 
-    from perception.params import write_params_file
-    from perception_core.deployment import load_config
+    from perception.launch_plan import make_plan
     document = yaml.safe_load(config.read_text())
     section = document['deployment_config']
     section.setdefault('model', {})['backend'] = backend
@@ -163,10 +153,17 @@ def node_params(config: Path, model: Path, backend: str, rate: float, folder: Pa
     copy = config.parent / f'.bench-{os.getpid()}.yaml'  # beside the original: relative paths still resolve
     try:
         copy.write_text(yaml.safe_dump(document))
-        loaded = load_config(copy, model_override=str(model))
+        return make_plan(copy, model=str(model), params_dir=folder,
+                         middleware_config_dir=middleware_config_dir(config))
     finally:
         copy.unlink(missing_ok=True)
-    return write_params_file(loaded, folder / 'params.yaml')
+
+
+def middleware_config_dir(config: Path) -> Path | None:
+    """The deployment's own folder where it holds the Fast DDS profile (the source tree's
+    config/), else None: the installed one."""
+    from perception.middleware import profile_path
+    return config.parent if profile_path(config.parent).is_file() else None
 
 
 def node_internal(folder: Path) -> dict[str, Any]:
@@ -205,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     inference, backend = measure_inference(model, args.backend, frames, runs=200,
                                            options=BackendOptions(precision=precision, threads=threads))
     repeat = max(1, round(args.seconds * args.rate / len(frames)))
-    profile = Path(args.config).resolve().parent / 'fastdds_large_frames.xml'
-    if 'FASTDDS_DEFAULT_PROFILES_FILE' not in os.environ and profile.is_file():
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)  # else camera frames do not arrive
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    from perception.middleware import middleware_environment
+    from perception.node_process import log_tail, running_node
+    # Camera-sized frames need the large-frames profile in every process, this one included (its
+    # participant reads the environment when it is created); discovery stays on this host.
+    os.environ.update(middleware_environment(middleware_config_dir(Path(args.config).resolve()),
+                                             localhost_only=True))
     env = {**os.environ, 'ROS_DOMAIN_ID': str(args.domain_id), 'PYTHONUNBUFFERED': '1'}
     receiver = Receiver(args.domain_id)
     with tempfile.TemporaryDirectory(prefix='node-bench-') as tmp:
@@ -220,26 +219,25 @@ def main(argv: list[str] | None = None) -> int:
         floor = [lat for _, lat in receiver.samples]
         receiver.samples = []
         detections = receiver.listen(Detection2DArray, '/object_detections')
-        params = node_params(Path(args.config).resolve(), model, args.backend, args.rate, folder,
-                             camera=f'{args.width}x{args.height} rgb8')
-        node = subprocess.Popen([str(node_executable()), '--ros-args', '--params-file', str(params)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        plan = node_plan(Path(args.config).resolve(), model, args.backend, args.rate, folder,
+                         camera=f'{args.width}x{args.height} rgb8')
+        console = folder / 'node_console.log'
         try:
-            receiver.wait_for_publisher(detections, node, timeout_s=120.0)
-            sent = run_source(npz, '/camera/image_rect', rate=args.rate, repeat=repeat, env=env,
-                              log=folder / 'e2e.json', receiver=receiver)
+            with running_node(plan, console, env) as node:
+                receiver.wait_for_publisher(detections, node, timeout_s=120.0)
+                sent = run_source(npz, '/camera/image_rect', rate=args.rate, repeat=repeat, env=env,
+                                  log=folder / 'e2e.json', receiver=receiver)
         finally:
-            node.send_signal(2)
-            node_log = node.communicate(timeout=30)[0]
+            node_log = log_tail(console, lines=200)
         receiver.close()
         node_view = node_internal(folder)
     answered = [lat for stamp, lat in receiver.samples if stamp in {s['stamp_ns'] for s in sent}]
-    e2e = summary(answered)
+    e2e = summary_ms(answered)
     third = max(1, len(answered) // 3)
-    floor_s, infer_s = summary(floor), inference['infer']
+    floor_s, infer_s = summary_ms(floor), inference['infer']
     # The node's own inference time, not the in-process one above: that one runs back to back on
-    # an otherwise idle process, the node's once per camera frame beside the camera and DDS, and
-    # on 2 cores the two differed by 2-3 ms, which made the overhead swing from -3.6 to +4.9 ms.
+    # an otherwise idle process, the node's once per camera frame beside the camera and DDS; on a
+    # small shared machine the two differ by more than the overhead itself (bench/README.md).
     stages = node_view['stages'] or {}
     in_node = stages.get('infer', {}).get('p50_ms')
     overhead = (e2e['p50_ms'] - floor_s['p50_ms'] - in_node) if answered and floor and in_node else None
@@ -251,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         'inference_in_node_p50_ms': in_node,
         'end_to_end': {**e2e, 'sent': len(sent), 'answered': len(answered),
                        'answered_fraction': round(len(answered) / max(1, len(sent)), 4),
-                       'first_third_p50_ms': summary(answered[:third]).get('p50_ms'),
-                       'last_third_p50_ms': summary(answered[-third:]).get('p50_ms')},
+                       'first_third_p50_ms': summary_ms(answered[:third]).get('p50_ms'),
+                       'last_third_p50_ms': summary_ms(answered[-third:]).get('p50_ms')},
         'node_internal': node_view,
         'node_overhead_p50_ms': None if overhead is None else round(overhead, 4),
         'overhead_target_ms': OVERHEAD_TARGET_MS,

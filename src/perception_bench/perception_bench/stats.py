@@ -2,7 +2,7 @@
 
 A single run's p50 hides how much the machine moved between runs (a shared 2-core machine moves a
 lot); every figure in the report is therefore run several times, and both the middle run and the
-range are kept. Per-call percentiles come from ``perception_bench.timing.latency_stats``.
+range are kept. Per-call percentiles come from ``perception_core.metrics.latency_stats``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_bench.timing import latency_stats
+from perception_core.metrics import latency_stats
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The lesson timed ``model(x)`` in a loop with no warm-up and no synchronisation, 
 measures how fast work is queued, not done. Here: warm-up runs first (allocator, autotuning,
 CUDA graph capture), every timed call is bracketed by ``torch.cuda.synchronize()`` where torch
 has CUDA (the node's backends also return host arrays, so a call ends only when its results are
-back), each call is timed on its own, and the report gives p50/p90/p99 rather than a mean.
+back), each call is timed on its own, and the report gives p50/p90/p99 rather than a mean
+(``perception_core.metrics.latency_stats``, the summary the node's own files use).
 Inputs are real frames through the node's preprocessing, not random tensors.
 """
 
@@ -23,23 +24,13 @@ from tqdm import tqdm
 from perception_core.backends import Backend
 from perception_core.backends.gpu import torch_cuda_available
 from perception_core.bundle import Bundle
+from perception_core.engine.frames import ImageFrame
+from perception_core.metrics import latency_stats
 from perception_core.preprocess import Preprocessor
-from perception_engine_builder.verify import EvalFrame
 
 log = logging.getLogger(__name__)
 WARMUP = 20
 ITERATIONS = 200
-
-
-def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
-    """Milliseconds: p50, p90, p99, mean, min, max of per-call latencies."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    if ms.size == 0:
-        raise ValueError('no latencies to summarise')
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {'p50': round(float(p50), 4), 'p90': round(float(p90), 4), 'p99': round(float(p99), 4),
-            'mean': round(float(ms.mean()), 4), 'min': round(float(ms.min()), 4),
-            'max': round(float(ms.max()), 4)}
 
 
 def synchronizer() -> Callable[[], None]:
@@ -65,7 +56,7 @@ def time_calls(call: Callable[[int], object], warmup: int, iterations: int, sync
     return times
 
 
-def batches(frames: Sequence[EvalFrame], bundle: Bundle, batch_size: int, count: int) -> list[np.ndarray]:
+def batches(frames: Sequence[ImageFrame], bundle: Bundle, batch_size: int, count: int) -> list[np.ndarray]:
     """``count`` distinct input batches (frames reused round-robin when there are fewer)."""
     preprocessor = Preprocessor(bundle.input)
     tensors = [preprocessor(f.pixels, f.rgb_channels)[0].copy() for f in frames[:batch_size * count]]
@@ -90,7 +81,7 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
-def caller(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch_size: int, images: bool
+def caller(backend: Backend, bundle: Bundle, frames: Sequence[ImageFrame], batch_size: int, images: bool
             ) -> tuple[Callable[[int], object], str]:
     """The timed call for one batch size, and what it is fed."""
     if images:
@@ -106,7 +97,7 @@ def caller(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch_
     return lambda i: backend.infer(inputs[i % len(inputs)]), f'preprocessed tensor {list(inputs[0].shape)}'
 
 
-def benchmark(backend: Backend, bundle: Bundle, frames: Sequence[EvalFrame], batch_sizes: Sequence[int], *,
+def benchmark(backend: Backend, bundle: Bundle, frames: Sequence[ImageFrame], batch_sizes: Sequence[int], *,
               warmup: int = WARMUP, iterations: int = ITERATIONS, progress: bool = True,
               images: bool | None = None) -> dict[str, Any]:
     """Latency percentiles and throughput of ``backend.infer`` per batch size, as a JSON document.

@@ -14,8 +14,8 @@ import pytest
 from perception_bench.timing import benchmark, latency_stats, time_calls
 from perception_core.backends import BackendOptions
 from perception_core.bundle import load_bundle
-from perception_engine_builder.build import open_exactly
-from perception_engine_builder.verify import synthetic_frames
+from perception_core.engine.build import open_exactly
+from perception_core.engine.frames import scene_frames
 
 
 def test_latency_stats_are_percentiles_in_milliseconds() -> None:
@@ -42,7 +42,7 @@ def test_benchmark_per_batch_size(tiny_bundle: Path, name: str) -> None:
     bundle = load_bundle(tiny_bundle)
     path = bundle.onnx_path if name == 'onnxruntime' else bundle.torchscript_path
     backend = open_exactly(name, path, bundle, BackendOptions())
-    report = benchmark(backend, bundle, synthetic_frames(bundle, 3), [1, 2], warmup=2, iterations=6,
+    report = benchmark(backend, bundle, scene_frames(bundle, 3), [1, 2], warmup=2, iterations=6,
                        progress=False)
     assert report['backend'] == name and report['machine']['logical_cpus'] >= 1
     assert [r['batch_size'] for r in report['results']] == [1, 2]
@@ -58,7 +58,7 @@ def test_a_refused_batch_size_is_reported_not_fatal(tmp_path: Path,
     fixed = bundle_writer(tmp_path / 'fixed', dynamic_batch=False)
     bundle = load_bundle(fixed)
     backend = open_exactly('onnxruntime', bundle.onnx_path, bundle, BackendOptions())
-    report = benchmark(backend, bundle, synthetic_frames(bundle, 2), [1, 4], warmup=1, iterations=3,
+    report = benchmark(backend, bundle, scene_frames(bundle, 2), [1, 4], warmup=1, iterations=3,
                        progress=False)
     ok, refused = report['results']
     assert 'latency_ms' in ok and 'error' not in ok
@@ -68,7 +68,7 @@ def test_a_refused_batch_size_is_reported_not_fatal(tmp_path: Path,
 def test_batches_are_distinct_real_frames(tiny_bundle: Path) -> None:
     from perception_bench.timing import batches
     bundle = load_bundle(tiny_bundle)
-    made = batches(synthetic_frames(bundle, 4), bundle, batch_size=2, count=2)
+    made = batches(scene_frames(bundle, 4), bundle, batch_size=2, count=2)
     assert [b.shape for b in made] == [(2, 3, 256, 320)] * 2
     assert not np.array_equal(made[0][0], made[0][1]) and not np.array_equal(made[0], made[1])
 

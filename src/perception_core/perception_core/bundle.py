@@ -33,8 +33,9 @@ Output formats (see ``decode.py``):
     columns 4.. are per-class scores in [0, 1]; non-peak locations are already zeroed in
     the graph, so each object has one candidate per class.
 ``class_box``
-    The lesson's single-object model: outputs ``[B, C]`` class logits and ``[B, 4]`` box
-    x1, y1, x2, y2 normalised to [0, 1] of the network input; one detection per image.
+    The design card's single-object model (``--arch single_object``): outputs ``[B, C]`` class
+    logits and ``[B, 4]`` box x1, y1, x2, y2 normalised to [0, 1] of the network input; one
+    detection per image.
 """
 
 from __future__ import annotations

@@ -16,6 +16,33 @@ WINDOW = 2000          # samples kept per latency series: ~1 min at 30 Hz
 RATE_WINDOW_S = 5.0    # rates are averaged over the last few seconds
 
 
+def latency_stats(seconds: Iterable[float]) -> dict[str, float]:
+    """Milliseconds, to 4 decimals: p50, p90, p99, mean, min and max of durations in seconds.
+
+    The one percentile summary of the workspace: the node's monitoring and profile files
+    (:meth:`Latency.summary_ms`) and every benchmark report their figures through it.
+    """
+    ms = np.asarray(list(seconds), dtype=np.float64) * 1e3
+    if ms.size == 0:
+        raise ValueError('no latencies to summarise')
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {'p50': round(float(p50), 4), 'p90': round(float(p90), 4), 'p99': round(float(p99), 4),
+            'mean': round(float(ms.mean()), 4), 'min': round(float(ms.min()), 4),
+            'max': round(float(ms.max()), 4)}
+
+
+def summary_ms(seconds: Iterable[float], count: int | None = None) -> dict[str, float | int | None]:
+    """The node's form of :func:`latency_stats`: ``count`` (default: the samples given), then
+    ``mean_ms``, ``p50_ms``, ``p90_ms``, ``p99_ms``, ``max_ms``; only the count when there are none."""
+    samples = list(seconds)
+    count = len(samples) if count is None else count
+    if not samples:
+        return {'count': count}
+    stats = latency_stats(samples)
+    return {'count': count, 'mean_ms': stats['mean'], 'p50_ms': stats['p50'], 'p90_ms': stats['p90'],
+            'p99_ms': stats['p99'], 'max_ms': stats['max']}
+
+
 class Latency:
     """The last :data:`WINDOW` samples of one duration, in seconds."""
 
@@ -29,18 +56,9 @@ class Latency:
         self.count += 1
         self.total += seconds
 
-    def percentile(self, q: float) -> float | None:
-        return float(np.percentile(self._samples, q)) if self._samples else None
-
     def summary_ms(self) -> dict[str, float | int | None]:
-        if not self._samples:
-            return {'count': self.count}
-        values = np.asarray(self._samples) * 1e3
-        return {'count': self.count, 'mean_ms': round(float(values.mean()), 4),
-                'p50_ms': round(float(np.percentile(values, 50)), 4),
-                'p90_ms': round(float(np.percentile(values, 90)), 4),
-                'p99_ms': round(float(np.percentile(values, 99)), 4),
-                'max_ms': round(float(values.max()), 4)}
+        """The window's :func:`summary_ms`, with the count of every sample ever added."""
+        return summary_ms(self._samples, self.count)
 
 
 class Rate:

@@ -7,8 +7,9 @@ flattens the nested dicts into exactly these names. Both the bringup's validatio
 check values through :func:`check_value`, so a wrong type or range is reported the same way,
 naming the key path, wherever it is found.
 
-Lesson keys keep the lesson's example value as default (and so its type); keys the lesson does not
-have are marked ``extension``. :func:`markdown_table` renders the README's parameter table.
+Keys of the design card's deployment schema (the seed ``jetson_deployment.yaml``) keep its example
+value as default, and so its type; keys this workspace added are marked ``extension``.
+:func:`markdown_table` renders the README's parameter table.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ ParameterValue = bool | int | float | str | list
 @dataclass(frozen=True)
 class Parameter:
     name: str                 # dotted, mirrors the YAML key path under deployment_config
-    default: ParameterValue   # typed default (lists typed by the lesson's example)
+    default: ParameterValue   # typed default (lists typed by the design card's example)
     description: str          # one line; the README parameter table is generated from it
     choices: tuple = ()       # allowed values (strings or numbers), empty = any
     minimum: float | None = None
     maximum: float | None = None
-    extension: bool = False   # True for keys not in the lesson's schema
+    extension: bool = False   # True for keys the design card's schema does not have
 
 
 class ParameterError(ValueError):
@@ -103,8 +104,8 @@ PARAMETERS: tuple[Parameter, ...] = (
       'dropped, the newest one always wins; 0 = every frame.', minimum=0.0),
     P('runtime.warmup_images', '', 'Camera images to warm up for at start besides the network\'s own '
       'size, "WIDTHxHEIGHT ENCODING" separated by commas ("640x480 rgb8, 1280x720 bgr8"); torch_cuda '
-      'captures a CUDA graph per size and channel order, 1.6-2.2 s on the first frame of one not '
-      'warmed up; "" = none.', extension=True),
+      'captures a CUDA graph per size and channel order, which stalls the first frame of a size not '
+      'warmed up for seconds; "" = none.', extension=True),
     P('runtime.enable_profiling', True, 'Write per-stage timings (handoff, convert, preprocess, infer, '
       'postprocess, publish) to runtime.profile_output_path.'),
     P('runtime.profile_output_path', '/tmp/perception/inference_profile.json', 'Profile JSON, rewritten '

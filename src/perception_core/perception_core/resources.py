@@ -17,15 +17,24 @@ from .backends.gpu import is_jetson
 OOM_SCORE_ADJ = 500
 
 
+def _split(cores: list[int]) -> tuple[list[int], list[int]]:
+    available = set(range(os.cpu_count() or 1))
+    return sorted(set(cores) & available), sorted(set(cores) - available)
+
+
+def usable_cores(cores: list[int]) -> tuple[list[int], list[int]]:
+    """What :func:`apply_cpu_affinity` would return, without pinning anything."""
+    usable, dropped = _split(cores)
+    return (usable or sorted(os.sched_getaffinity(0))), dropped
+
+
 def apply_cpu_affinity(cores: list[int]) -> tuple[list[int], list[int]]:
     """Pin every thread of this process (threads started later inherit it) to ``cores``.
 
     Returns (cores applied, cores dropped because this machine lacks them). An empty list, or a
     list of only missing cores, leaves the affinity as it is.
     """
-    available = set(range(os.cpu_count() or 1))
-    usable = sorted(set(cores) & available)
-    dropped = sorted(set(cores) - available)
+    usable, dropped = _split(cores)
     if not usable:
         return sorted(os.sched_getaffinity(0)), dropped
     for tid in os.listdir('/proc/self/task'):

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 MIN_RATE_HZ = 0.5
 # A bucket of 2 frames admits a camera running exactly at the cap despite jitter, including one
-# frame delivered late and the next on time (1.5 dropped 1 frame in 300 in the demo), while the
-# long-run rate still never exceeds the cap.
+# frame delivered late and the next on time (a smaller bucket dropped such frames in the demo),
+# while the long-run rate still never exceeds the cap.
 BUCKET_FRAMES = 2.0
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from perception_core.atomic import write_json
-from perception_core.metrics import Latency, Monitor, Rate
+from perception_core.metrics import Latency, Monitor, Rate, latency_stats, summary_ms
 
 
 def test_latency_percentiles_and_window():
@@ -19,6 +19,19 @@ def test_latency_percentiles_and_window():
     assert summary['max_ms'] == 200.0
     assert Latency().summary_ms() == {'count': 0}
 
+
+
+def test_one_summary_behind_the_node_files_and_the_benchmarks():
+    seconds = [i / 1e3 for i in (5, 1, 3, 2, 4)]
+    latency = Latency()
+    for value in seconds:
+        latency.add(value)
+    stats = latency_stats(seconds)
+    assert latency.summary_ms() == summary_ms(seconds) == {
+        'count': 5, 'mean_ms': stats['mean'], 'p50_ms': stats['p50'], 'p90_ms': stats['p90'],
+        'p99_ms': stats['p99'], 'max_ms': stats['max']}
+    assert stats['p50'] == 3.0 and stats['min'] == 1.0
+    assert summary_ms([]) == {'count': 0}
 
 def test_rate_counts_only_recent_events():
     rate = Rate(window_s=5.0)

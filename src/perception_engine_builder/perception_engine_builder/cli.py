@@ -20,10 +20,8 @@ from perception_core.backends import BackendError, BackendOptions
 from perception_core.backends.select import NoBackend, model_file
 from perception_core.bundle import BundleError, bundle_directory, load_bundle
 from perception_core.decode import DecodeError
-from perception_core.sidecar import SidecarError, SidecarMismatch
-from perception_trainer.annotations import DatasetError
-
-from .build import (
+from perception_core.deployment import ConfigError, load_config
+from perception_core.engine.build import (
     BuildOptions,
     MissingRequirement,
     VerificationFailed,
@@ -31,9 +29,14 @@ from .build import (
     open_exactly,
     plan_build,
 )
-from .calibration import CalibrationError
-from .plan import CALIBRATION_IMAGES, DEFAULT_OPTIMIZATION_LEVEL, PlanError
-from .verify import EVAL_FRAMES, VerifyError, dataset_frames, synthetic_frames, verify
+from perception_core.engine.calibration import CalibrationError
+from perception_core.engine.frames import EVAL_FRAMES
+from perception_core.engine.plan import CALIBRATION_IMAGES, DEFAULT_OPTIMIZATION_LEVEL, PlanError
+from perception_core.engine.verification import VerifyError
+from perception_core.sidecar import SidecarError, SidecarMismatch
+from perception_trainer.annotations import DatasetError
+
+from .verify import GroundTruthVerifier
 
 EXIT_FAILED, EXIT_INPUT, EXIT_MISSING = 1, 2, 3
 BACKENDS = ('onnxruntime', 'torchscript', 'torch_cuda', 'tensorrt')
@@ -45,9 +48,6 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
 
 def _deployment(config: Path, bundle: Path | None) -> dict[str, Any]:
     """The checked deployment values; with --bundle, model.path is that bundle (no ament lookup)."""
-    # The bringup's loader is the one validator of the YAML; imported here, not at module level,
-    # because the bringup package in turn runs this builder (build on start).
-    from perception_core.deployment import ConfigError, load_config
     try:
         return dict(load_config(config, str(bundle.resolve()) if bundle else None).values)
     except ConfigError as exc:
@@ -73,8 +73,13 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
         return 130
 
 
+def _ground_truth(args: argparse.Namespace) -> GroundTruthVerifier:
+    return GroundTruthVerifier(eval_data=args.eval_data, eval_frames=args.eval_frames,
+                               allow_drop=args.allow_accuracy_drop, progress=sys.stderr.isatty())
+
+
 def _add_eval_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--eval-data', type=Path, help='labelled data set (COCO, KITTI or lesson '
+    parser.add_argument('--eval-data', type=Path, help='labelled data set (COCO, KITTI or '
                         'metadata.json, as perception-synth writes) for verification; default: '
                         'synthetic scenes of the bundle\'s classes')
     parser.add_argument('--eval-frames', type=int, default=EVAL_FRAMES, help='frames to verify on')
@@ -93,7 +98,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--out', type=Path, help='engine path (default: model.path if it names an '
                         'engine, else BUNDLE/model.engine; BUNDLE/model_trt.ts with --torch-tensorrt)')
     parser.add_argument('--torch-tensorrt', action='store_true',
-                        help='the lesson\'s path: compile model.ts with Torch-TensorRT into a .ts')
+                        help='the design card\'s path: compile model.ts with Torch-TensorRT into a .ts')
     parser.add_argument('--calibration-data', type=Path, help='INT8: folder of images like the camera\'s')
     parser.add_argument('--calibration-cache', type=Path, help='INT8: calibration cache to reuse/write '
                         '(default: beside the engine, named by the ONNX hash)')
@@ -115,9 +120,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
             torch_tensorrt=args.torch_tensorrt, calibration_data=args.calibration_data,
             calibration_cache=args.calibration_cache, calibration_images=args.calibration_images,
             timing_cache=args.timing_cache, dla_core=args.dla_core,
-            optimization_level=args.optimization_level, eval_data=args.eval_data,
-            eval_frames=args.eval_frames, allow_accuracy_drop=args.allow_accuracy_drop,
-            progress=sys.stderr.isatty())
+            optimization_level=args.optimization_level, verifier=_ground_truth(args))
         if args.dry_run:
             print(json.dumps(plan_build(values, bundle_dir, args.out, options)[1].to_json(), indent=2))
             return 0
@@ -148,10 +151,7 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
         path = model_file(args.backend, args.model or bundle.directory, bundle)
         reference = open_exactly('onnxruntime', bundle.onnx_path, bundle, BackendOptions())
         candidate = open_exactly(args.backend, path, bundle, BackendOptions(precision=args.precision))
-        frames = (dataset_frames(args.eval_data, bundle, args.eval_frames) if args.eval_data
-                  else synthetic_frames(bundle, args.eval_frames))
-        report = verify(reference, candidate, bundle, frames, args.precision,
-                        allow_drop=args.allow_accuracy_drop, progress=sys.stderr.isatty())
+        report = _ground_truth(args).verify(reference, candidate, bundle, args.precision)
         if args.out:
             write_json(args.out, report.to_json())
         print(report.summary())

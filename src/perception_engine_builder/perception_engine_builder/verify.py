@@ -1,10 +1,13 @@
-"""Does a converted model still detect what the original did? Compare it with ONNX Runtime.
+"""Does a converted model still detect what the original did? Scored against ground truth by COCO mAP.
 
-Both backends get the same frames: each frame goes through the node's preprocessing once and the
-same tensor is fed to both (a backend that preprocesses on its GPU gets the image instead). The
-report gives the largest absolute output difference and the detection-level effect: COCO mAP of
-each against the ground truth, decoded by the node's decoder, and the drop. The build fails when
-the drop exceeds the precision's limit.
+The verification of ``perception-build-engine`` and ``perception-verify-engine``: both backends run
+on the same frames (``perception_core.engine.verification.compare``: one preprocessing, the same
+tensor to both), the report gives the output differences and the detection-level effect: COCO mAP
+of each against the ground truth, decoded by the node's decoder, and the drop. It fails when the
+drop exceeds the precision's limit. Frames come from a labelled data set (read by the trainer's
+readers) or the synthetic scenes, whose ground truth is known. The trainer is not on the robot
+image, so this stays here; the node's build-on-start verifies by agreement instead, which needs
+neither the trainer nor pycocotools.
 """
 
 from __future__ import annotations
@@ -13,39 +16,27 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from perception_core.backends import Backend
 from perception_core.bundle import Bundle
-from perception_core.coco_metrics import Metrics, evaluate
-from perception_core.decode import Detections, Thresholds, decode
-from perception_core.preprocess import Preprocessor, Transform
-from perception_trainer.annotations import Sample
+from perception_core.coco_metrics import Metrics, Sample, evaluate
+from perception_core.decode import Thresholds
+from perception_core.engine.frames import BGR, EVAL_FRAMES, EVAL_SEED, SCENE_SIZE, ImageFrame, labelled_scenes
+from perception_core.engine.verification import VerifyError, compare
 
 log = logging.getLogger(__name__)
 # Largest mAP@[.5:.95] drop a build may show; TensorRT's fp32 uses TF32 kernels, hence not zero.
 MAX_MAP_DROP = {'fp32': 0.01, 'fp16': 0.01, 'int8': 0.03}
-RGB = (0, 1, 2)
-BGR = (2, 1, 0)
-# Synthetic evaluation scenes use a seed of their own, never one a training recipe uses.
-EVAL_SEED = 20241205
-EVAL_FRAMES = 100
-DIFF_TOLERANCE = 1e-3      # absolute, plus the same relative to the reference value
-
-
-class VerifyError(RuntimeError):
-    """A verification that cannot run (no frames, a backend that fails); names the cause."""
 
 
 @dataclass(frozen=True)
-class EvalFrame:
-    """One image (HxWx3 uint8, R/G/B at ``rgb_channels``) and its ground truth."""
+class EvalFrame(ImageFrame):
+    """An image and its ground truth."""
     truth: Sample
-    pixels: np.ndarray
-    rgb_channels: tuple[int, int, int]
 
 
 @dataclass
@@ -56,10 +47,7 @@ class VerifyReport:
     frames: int
     max_abs_diff: dict[str, float]
     mean_abs_diff: dict[str, float]
-    # Share of values off by more than DIFF_TOLERANCE. In-graph peak suppression (a max-pool
-    # equality) turns a rounding difference into a score appearing or vanishing, so one flip makes
-    # the max large while this share, and the mAP, show whether it matters.
-    differing_fraction: dict[str, float]
+    differing_fraction: dict[str, float]   # see perception_core.engine.verification.OutputDifferences
     reference_map: dict[str, float]        # {"map": mAP@[.5:.95], "map50": mAP@.5}, by pycocotools
     candidate_map: dict[str, float]
     map_drop: float
@@ -67,7 +55,7 @@ class VerifyReport:
     passed: bool
     detections: dict[str, int] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
@@ -76,9 +64,12 @@ class VerifyReport:
                 f'{self.frames} frames: max abs diff {worst:.3g}, mAP {self.candidate_map["map"]:.4f} vs '
                 f'{self.reference_map["map"]:.4f} (drop {self.map_drop:+.4f}, allowed {self.allowed_drop})')
 
+    def remedy(self) -> str:
+        return '--allow-accuracy-drop raises the limit'
+
 
 def dataset_frames(path: Path, bundle: Bundle, limit: int) -> list[EvalFrame]:
-    """Frames of a labelled data set (COCO, KITTI or lesson format, as the trainer reads them)."""
+    """Frames of a labelled data set (COCO, KITTI or metadata.json, as the trainer reads them)."""
     from perception_trainer.readers import load_dataset
     labelled = load_dataset(path, classes=bundle.classes)
     frames = []
@@ -87,36 +78,18 @@ def dataset_frames(path: Path, bundle: Bundle, limit: int) -> list[EvalFrame]:
         if pixels is None:
             log.warning('%s: unreadable image, not used for verification', sample.image)
             continue
-        frames.append(EvalFrame(sample, pixels, BGR))
+        frames.append(EvalFrame(pixels=pixels, rgb_channels=BGR, truth=sample))
     if not frames:
         raise VerifyError(f'{path}: no readable labelled images for verification')
     return frames
 
 
 def synthetic_frames(bundle: Bundle, count: int = EVAL_FRAMES, seed: int = EVAL_SEED,
-                     size: tuple[int, int] = (640, 480)) -> list[EvalFrame]:
-    """Camera-sized scenes of the bundle's classes from the project's synthetic generator."""
-    from perception_core.synth import render_scene
-    index = {name: i for i, name in enumerate(bundle.classes)}
-    frames = []
-    for i in range(count):
-        scene = render_scene(seed, i, size[0], size[1], bundle.classes)
-        boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in scene.boxes], np.float32).reshape(-1, 4)
-        labels = np.array([index[b.class_name] for b in scene.boxes], np.int64)
-        truth = Sample(Path(f'synthetic/{seed}/{i:06d}'), size[0], size[1], boxes, labels)
-        frames.append(EvalFrame(truth, scene.image, RGB))
-    return frames
-
-
-def infer_frame(backend: Backend, preprocessor: Preprocessor, frame: EvalFrame,
-                tensor: np.ndarray | None = None) -> tuple[list[np.ndarray], Transform]:
-    """The network outputs for one frame; ``tensor`` reuses an already preprocessed input."""
-    if backend.takes_images:
-        return backend.infer_image(frame.pixels, frame.rgb_channels)
-    transform = preprocessor.transform_for(*frame.pixels.shape[:2])
-    if tensor is None:
-        tensor, transform = preprocessor(frame.pixels, frame.rgb_channels)
-    return backend.infer(tensor), transform
+                     size: tuple[int, int] = SCENE_SIZE) -> list[EvalFrame]:
+    """Camera-sized scenes of the bundle's classes, with the boxes the generator drew as truth."""
+    return [EvalFrame(pixels=scene.frame.pixels, rgb_channels=scene.frame.rgb_channels,
+                      truth=Sample(Path(f'synthetic/{seed}/{i:06d}'), *size, scene.boxes, scene.labels))
+            for i, scene in enumerate(labelled_scenes(bundle, count, seed, size))]
 
 
 def _map(metrics: Metrics) -> dict[str, float]:
@@ -135,40 +108,38 @@ def verify(reference: Backend, candidate: Backend, bundle: Bundle, frames: Seque
     if not frames:
         raise VerifyError('no frames to verify on')
     thresholds = thresholds or Thresholds.resolve(bundle.postprocess)
-    preprocessor = Preprocessor(bundle.input)
-    names = list(bundle.output.names)
-    max_diff = dict.fromkeys(names, 0.0)
-    sum_diff = dict.fromkeys(names, 0.0)
-    differing = dict.fromkeys(names, 0)
-    values = dict.fromkeys(names, 0)
-    found: dict[str, list[Detections]] = {'reference': [], 'candidate': []}
-    for frame in tqdm(frames, desc='verifying', unit='frame', disable=not progress):
-        tensor, _ = preprocessor(frame.pixels, frame.rgb_channels)
-        ref_out, transform = infer_frame(reference, preprocessor, frame, tensor)
-        cand_out, cand_transform = infer_frame(candidate, preprocessor, frame, tensor)
-        for name, a, b in zip(names, ref_out, cand_out, strict=True):
-            if a.shape != b.shape:
-                raise VerifyError(f'output {name!r}: {candidate.description} gives shape {list(b.shape)}, '
-                                  f'{reference.description} {list(a.shape)}')
-            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-            max_diff[name] = max(max_diff[name], float(diff.max(initial=0.0)))
-            sum_diff[name] += float(diff.mean()) if diff.size else 0.0
-            differing[name] += int((diff > DIFF_TOLERANCE * (1 + np.abs(a))).sum())
-            values[name] += diff.size
-        for key, outputs, t in (('reference', ref_out, transform), ('candidate', cand_out, cand_transform)):
-            found[key].append(decode(outputs, bundle.output.format, len(bundle.classes), t, thresholds))
+    shown = tqdm(frames, desc='verifying', unit='frame', disable=not progress)
+    run = compare(reference, candidate, bundle, shown, thresholds)
     if not any(len(f.truth.boxes) for f in frames):
         raise VerifyError('the verification frames have no ground-truth boxes; mAP needs some')
     truth = [f.truth for f in frames]
-    ref_map = _map(evaluate(truth, bundle.classes, dict(enumerate(found['reference']))))
-    cand_map = _map(evaluate(truth, bundle.classes, dict(enumerate(found['candidate']))))
+    ref_map = _map(evaluate(truth, bundle.classes, dict(enumerate(run.reference))))
+    cand_map = _map(evaluate(truth, bundle.classes, dict(enumerate(run.candidate))))
     drop = ref_map['map'] - cand_map['map']
     limit = allowed_drop(precision, allow_drop)
     return VerifyReport(
         reference=reference.description, candidate=candidate.description, precision=precision,
-        frames=len(frames), max_abs_diff=max_diff,
-        mean_abs_diff={k: v / len(frames) for k, v in sum_diff.items()},
-        differing_fraction={k: differing[k] / max(values[k], 1) for k in names},
+        frames=len(frames), max_abs_diff=run.differences.max_abs, mean_abs_diff=run.differences.mean_abs(),
+        differing_fraction=run.differences.differing_fraction(),
         reference_map=ref_map, candidate_map=cand_map, map_drop=round(drop, 6), allowed_drop=limit,
         passed=drop <= limit,
-        detections={k: sum(len(d) for d in v) for k, v in found.items()})
+        detections={'reference': sum(map(len, run.reference)), 'candidate': sum(map(len, run.candidate))})
+
+
+@dataclass(frozen=True)
+class GroundTruthVerifier:
+    """:func:`verify` as the build's verifier: frames from ``eval_data`` (a labelled set) or, without
+    it, ``eval_frames`` synthetic scenes."""
+
+    eval_data: Path | None = None
+    eval_frames: int = EVAL_FRAMES
+    allow_drop: float | None = None
+    progress: bool = True
+
+    name: ClassVar[str] = 'ground_truth_map'
+
+    def verify(self, reference: Backend, candidate: Backend, bundle: Bundle, precision: str) -> VerifyReport:
+        frames = (dataset_frames(self.eval_data, bundle, self.eval_frames) if self.eval_data
+                  else synthetic_frames(bundle, self.eval_frames))
+        return verify(reference, candidate, bundle, frames, precision, allow_drop=self.allow_drop,
+                      progress=self.progress)

@@ -1,4 +1,5 @@
-"""Real model bundles for the engine builder's tests.
+"""Real model bundles for the engine tests: this package's, perception_core's test_engine_*.py
+(through test_engine_bundles.py) and perception_bench's, which load this file by path.
 
 ``tiny_bundle``: a small, untrained convolutional detector in the default ``dense_boxes_scores``
 format, exported here with torch to ONNX (dynamic batch) and TorchScript, with a valid model.json:

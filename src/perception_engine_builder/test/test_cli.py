@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perception_engine_builder.environment import has_module
+from perception_core.engine.environment import has_module
 
 
 def run(command: str, *args: str | Path) -> subprocess.CompletedProcess:

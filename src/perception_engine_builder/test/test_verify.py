@@ -12,17 +12,11 @@ import pytest
 from perception_core.backends import BackendOptions
 from perception_core.bundle import Bundle, load_bundle
 from perception_core.decode import Thresholds, decode
+from perception_core.engine.build import open_exactly
+from perception_core.engine.frames import infer_frame
+from perception_core.engine.verification import VerifyError
 from perception_core.preprocess import Preprocessor
-from perception_engine_builder.build import open_exactly
-from perception_engine_builder.verify import (
-    EvalFrame,
-    VerifyError,
-    allowed_drop,
-    dataset_frames,
-    infer_frame,
-    synthetic_frames,
-    verify,
-)
+from perception_engine_builder.verify import EvalFrame, allowed_drop, dataset_frames, synthetic_frames, verify
 from perception_trainer.generate import generate_dataset
 
 

@@ -1,3 +1,3 @@
-"""Synthetic data, dataset readers (COCO, KITTI, lesson metadata.json), detector training, evaluation
+"""Synthetic data, dataset readers (COCO, KITTI, metadata.json), detector training, evaluation
 and export to the model bundle.
 """

@@ -3,7 +3,7 @@ network, input (size, resize, normalisation), targets, loss and bundle output fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,9 +12,10 @@ from torch import nn
 
 from perception_core.bundle import InputSpec
 
-from . import centernet, centernet_targets, lesson, losses
+from . import centernet, centernet_targets, losses, single_object
 
 Encode = Callable[[np.ndarray, np.ndarray, int, int, int], dict[str, np.ndarray]]
+# -> {'loss': the total to minimise, then each part by name}; training logs every entry.
 Loss = Callable[[tuple[torch.Tensor, ...], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
@@ -52,18 +53,41 @@ class Deployed(nn.Module):
         return self.head(self.model(images))
 
 
-ARCHITECTURES = {
-    'centernet': Architecture(
+class Architectures(Mapping[str, Architecture]):
+    """The architectures by name. An old name (``aliases``) finds its architecture too, so recipes,
+    checkpoints and bundles that recorded it still work; iterating lists each architecture once,
+    by its current name."""
+
+    def __init__(self, architectures: tuple[Architecture, ...], aliases: Mapping[str, str]) -> None:
+        self._by_name = {a.name: a for a in architectures}
+        self.aliases = dict(aliases)
+
+    def canonical(self, name: str) -> str:
+        return self.aliases.get(name, name)
+
+    def __getitem__(self, name: str) -> Architecture:
+        return self._by_name[self.canonical(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+ARCHITECTURES = Architectures((
+    Architecture(
         name='centernet',
         description='anchor-free CenterNet, TTFNet box regression, stride 4, in-graph peak decoding',
         input_size=(256, 320), resize='letterbox', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         output_format='dense_boxes_scores', output_names=('detections',),
         build=centernet.CenterNet, head=centernet.dense_detections, encode=centernet_targets.encode,
         loss=losses.centernet_loss, ties=centernet.peak_ties),
-    'lesson': Architecture(
-        name='lesson',
-        description="the lesson's model: features + classification head + single-box regression head",
+    Architecture(
+        name='single_object',
+        description='one object per image: features + classification head + single-box regression head',
         input_size=(224, 224), resize='stretch', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         output_format='class_box', output_names=('class_logits', 'box'),
-        build=lesson.LessonNet, head=tuple, encode=lesson.encode, loss=lesson.lesson_loss),
-}
+        build=single_object.SingleObjectNet, head=tuple, encode=single_object.encode,
+        loss=single_object.single_object_loss),
+), aliases={'lesson': 'single_object'})  # the name the source lesson gave it

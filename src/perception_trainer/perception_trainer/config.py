@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .architectures import ARCHITECTURES
+from .readers import FORMAT_ALIASES
 
 
 class ConfigError(ValueError):
@@ -23,10 +26,13 @@ class ConfigError(ValueError):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
-    arch: Literal['centernet', 'lesson'] = Field('centernet', description='detector architecture')
-    train_data: str = Field(description='training set: synth directory, COCO/lesson JSON or KITTI dir')
+    # 'lesson' (both fields) is the old name, accepted and stored as the current one.
+    arch: Literal['centernet', 'single_object', 'lesson'] = Field(
+        'centernet', description='detector architecture (lesson: old name of single_object)')
+    train_data: str = Field(description='training set: synth directory, COCO/metadata.json or KITTI dir')
     val_data: str | None = Field(None, description='validation set (default: val_fraction of train_data)')
-    data_format: Literal['auto', 'coco', 'kitti', 'lesson'] = Field('auto', description='annotation format')
+    data_format: Literal['auto', 'coco', 'kitti', 'metadata', 'lesson'] = Field(
+        'auto', description='annotation format (lesson: old name of metadata)')
     classes: list[str] | None = Field(None, description='class list (default: the training set\'s)')
     val_fraction: float = Field(0.1, gt=0, lt=1, description='held out of train_data when no val_data')
     input_height: int | None = Field(None, gt=0, description='network input height (default: arch\'s)')
@@ -52,6 +58,16 @@ class TrainConfig(BaseModel):
     eval_interval: int = Field(1, gt=0, description='validate every N epochs (and after the last)')
     eval_score_threshold: float = Field(0.05, ge=0, le=1, description='lowest score kept for mAP')
     time_limit_minutes: float = Field(0.0, ge=0, description='stop after the epoch that passes it (0 = none)')
+
+    @field_validator('arch')
+    @classmethod
+    def _current_arch_name(cls, value: str) -> str:
+        return ARCHITECTURES.canonical(value)
+
+    @field_validator('data_format')
+    @classmethod
+    def _current_format_name(cls, value: str) -> str:
+        return FORMAT_ALIASES.get(value, value)
 
     @model_validator(mode='after')
     def _input_size_pairs(self) -> TrainConfig:

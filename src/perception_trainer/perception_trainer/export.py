@@ -1,7 +1,7 @@
 """``perception-export``: a checkpoint -> the model bundle (model.onnx, model.ts, model.json).
 
 The bundle is the contract between trainer, engine builder and node
-(``isaac_trt_perception/bundle.py``). Export verifies itself: on real images, preprocessed by the
+(``perception_core.bundle``). Export verifies itself: on real images, preprocessed by the
 node's own preprocessing, ONNX Runtime and TorchScript outputs must match PyTorch within
 ``TOLERANCE`` (max abs) at batch 1 and at a larger batch (the batch axis is dynamic), and the
 written model.json must load with ``load_bundle``; otherwise export fails and writes no model.json.

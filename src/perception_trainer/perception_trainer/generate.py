@@ -5,7 +5,7 @@ Layout of ``--out``::
     images/000000.jpg ...        the frames (RGB)
     labels/000000.txt ...        KITTI labels (KittiWriter / TAO)
     coco_instances.json          COCO instances
-    metadata.json                the lesson's format
+    metadata.json                one object per sample (metadata_format.py)
 
 Frames render in parallel processes; scene ``i`` depends only on (seed, i, size, classes), so any
 number of workers produces the same files.
@@ -31,8 +31,8 @@ from perception_core.synth import DEFAULT_CLASSES, check_classes, render_scene
 from .annotations import ImageRecord
 from .coco_format import write_coco
 from .kitti_format import label_text
-from .lesson_format import write_metadata
-from .readers import COCO_FILE, LESSON_FILE
+from .metadata_format import write_metadata
+from .readers import COCO_FILE, METADATA_FILE
 
 log = logging.getLogger(__name__)
 IMAGE_FORMATS = ('jpg', 'png')
@@ -81,7 +81,7 @@ def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple
     info = {'description': 'perception-synth synthetic scenes', 'seed': seed, 'num_images': num_images,
             'size': list(size), 'generator': 'perception_core.synth'}
     write_coco(out / COCO_FILE, classes, records, info)
-    write_metadata(out / LESSON_FILE, classes, records)
+    write_metadata(out / METADATA_FILE, classes, records)
     log.info('%s: %d images, %d boxes', out, len(records), sum(len(r.boxes) for r in records))
     return out
 

@@ -1,7 +1,7 @@
 """One entry point for every annotation format: ``load_dataset(path)``.
 
 ``path`` may be a directory written by ``perception-synth`` (holding all three formats), a COCO
-JSON file, a lesson ``metadata.json``, or a KITTI/TAO/Replicator directory.
+JSON file, a ``metadata.json`` (one object per sample), or a KITTI/TAO/Replicator directory.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 from .annotations import DatasetError, LabelledSet
 from .coco_format import read_coco
 from .kitti_format import LABEL_DIRS, read_kitti
-from .lesson_format import read_metadata
+from .metadata_format import read_metadata
 
-FORMATS = ('auto', 'coco', 'kitti', 'lesson')
+FORMAT_ALIASES = {'lesson': 'metadata'}  # old name (after the source lesson) -> current name
+FORMATS = ('auto', 'coco', 'kitti', 'metadata', *FORMAT_ALIASES)
 COCO_FILE = 'coco_instances.json'
-LESSON_FILE = 'metadata.json'
+METADATA_FILE = 'metadata.json'
 
 
 def detect_format(path: Path) -> tuple[str, Path]:
@@ -25,11 +26,11 @@ def detect_format(path: Path) -> tuple[str, Path]:
     if path.is_dir():
         if (path / COCO_FILE).is_file():
             return 'coco', path / COCO_FILE
-        if (path / LESSON_FILE).is_file():
-            return 'lesson', path / LESSON_FILE
+        if (path / METADATA_FILE).is_file():
+            return 'metadata', path / METADATA_FILE
         if any((path / d).is_dir() for d in LABEL_DIRS):
             return 'kitti', path
-        raise DatasetError(f'{path}: no {COCO_FILE}, {LESSON_FILE} or KITTI label folder '
+        raise DatasetError(f'{path}: no {COCO_FILE}, {METADATA_FILE} or KITTI label folder '
                            f'({", ".join(LABEL_DIRS)}) inside')
     if path.suffix == '.json' and path.is_file():
         try:
@@ -40,8 +41,8 @@ def detect_format(path: Path) -> tuple[str, Path]:
         if isinstance(head, dict) and 'annotations' in head:
             return 'coco', path
         if isinstance(head, dict) and 'samples' in head:
-            return 'lesson', path
-        raise DatasetError(f'{path}: neither COCO (annotations) nor lesson metadata (samples)')
+            return 'metadata', path
+        raise DatasetError(f'{path}: neither COCO (annotations) nor metadata.json (samples)')
     raise DatasetError(f'{path}: no such data set (a directory or a .json annotation file)')
 
 
@@ -50,12 +51,13 @@ def load_dataset(path: str | Path, format: str = 'auto', classes: Sequence[str] 
     path = Path(path)
     if format not in FORMATS:
         raise DatasetError(f'{path}: unknown format {format!r}; one of {list(FORMATS)}')
+    format = FORMAT_ALIASES.get(format, format)
     if format == 'auto':
         format, path = detect_format(path)
     elif path.is_dir() and format != 'kitti':
-        path = path / (COCO_FILE if format == 'coco' else LESSON_FILE)
+        path = path / (COCO_FILE if format == 'coco' else METADATA_FILE)
     if format == 'coco':
         return read_coco(path, classes)
-    if format == 'lesson':
+    if format == 'metadata':
         return read_metadata(path, classes)
     return read_kitti(path, classes)

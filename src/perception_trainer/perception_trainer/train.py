@@ -1,9 +1,11 @@
 """``perception-train``: train a detector from a recipe; one script for CPU, one GPU and ``torchrun``.
 
-Every epoch: a progress bar with loss and ETA, validation loss and COCO mAP (on the averaged
-weights), TensorBoard scalars, ``history.json``, and atomically written ``last.pt`` (every epoch)
-and ``best.pt`` (best mAP@[.5:.95]). ``--resume`` continues from ``last.pt``, so a kill loses at
-most the epoch in progress, on any number of processes.
+This module sets a run up and orchestrates it: data, model, resume, the epoch loop (the epochs
+themselves are :mod:`.epoch`'s), validation cadence, checkpoints and the time limit. Every epoch:
+a progress bar with loss and ETA, validation loss and COCO mAP (on the averaged weights),
+TensorBoard scalars, ``history.json``, and atomically written ``last.pt`` (every epoch) and
+``best.pt`` (best mAP@[.5:.95]). ``--resume`` continues from ``last.pt``, so a kill loses at most
+the epoch in progress, on any number of processes.
 
 Under ``torchrun --nproc-per-node N``: DistributedSampler shards the data, batch-norm is
 synchronised on CUDA if ``sync_bn`` asks, losses and metrics cover all ranks, and only rank 0 writes.
@@ -12,12 +14,11 @@ synchronised on CUDA if ``sync_bn`` asks, losses and metrics cover all ranks, an
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +29,22 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from perception_core import atomic
-from perception_core.bundle import InputSpec
-from perception_core.coco_metrics import Metrics, evaluate
-from perception_core.decode import Thresholds
 
 from . import checkpoint, distributed
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture
+from .checkpoint import TrainingState
 from .config import TrainConfig, parse_config
-from .precision import autocast
-from .predictions import decode_batch
+from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
 from .readers import load_dataset
-from .training_data import DetectionDataset, normalise
+from .schedule import warmup_cosine
+from .training_data import DetectionDataset
 from .versions import versions
 from .weight_average import WeightAverage
 
 log = logging.getLogger('perception_trainer.train')
-GRAD_CLIP = 10.0
-FINAL_LR = 0.02  # fraction of the peak learning rate left at the end of the cosine schedule
-VALIDATION_NMS = 0.6
 
 
 def pick_device(kind: str, process: distributed.Process) -> torch.device:
@@ -75,15 +70,6 @@ def split(labelled: LabelledSet, fraction: float, seed: int) -> tuple[list[Sampl
     val = set(order[:n_val].tolist())
     return ([s for i, s in enumerate(labelled.samples) if i not in val],
             [s for i, s in enumerate(labelled.samples) if i in val])
-
-
-def lr_factor(progress: float, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to FINAL_LR; ``progress`` in epochs (fractional)."""
-    if progress < cfg.warmup_epochs:
-        return max(progress / cfg.warmup_epochs, 1e-3)
-    span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
-    t = min((progress - cfg.warmup_epochs) / span, 1.0)
-    return FINAL_LR + (1 - FINAL_LR) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Process, *, train: bool,
@@ -121,57 +107,6 @@ def _datasets(cfg: TrainConfig, process: distributed.Process
     return train_set, train_samples, val_samples, summary
 
 
-@dataclass(frozen=True)
-class Run:
-    """What every step of one training process needs to know."""
-
-    cfg: TrainConfig
-    arch: Architecture
-    spec: InputSpec
-    classes: tuple[str, ...]
-    process: distributed.Process
-    device: torch.device
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, loader: DataLoader, run: Run) -> tuple[float, Metrics | None]:
-    """Validation loss (all ranks) and COCO metrics (rank 0; None elsewhere)."""
-    cfg, arch, spec, classes, process, device = (run.cfg, run.arch, run.spec, run.classes, run.process,
-                                                 run.device)
-    model.eval()
-    dataset: DetectionDataset = loader.dataset  # type: ignore[assignment]
-    thresholds = Thresholds(cfg.eval_score_threshold, VALIDATION_NMS, 100)
-    loss_sum = torch.zeros(2, device=device)
-    found: dict[int, Any] = {}
-    for batch in loader:
-        images = normalise(batch['image'].to(device, non_blocking=True), spec)
-        targets = {k: v.to(device) for k, v in batch.items() if k not in ('image', 'index', 'valid')}
-        with autocast(cfg, device):
-            outputs = model(images)
-        n = images.shape[0]
-        loss_sum += torch.stack([arch.loss(outputs, targets)['loss'].detach().float() * n,
-                                 torch.tensor(float(n), device=device)])
-        # Decode in float32 as the exported graph does: bf16 would round box corners to ~2 px.
-        bundle_outputs = [o.cpu().numpy() for o in arch.head(tuple(o.float() for o in outputs))]
-        indices = batch['index'].tolist()
-        detections = decode_batch(bundle_outputs, arch.output_format, len(classes),
-                                  [dataset.transform_of(i) for i in indices], thresholds)
-        for i, valid, d in zip(indices, batch['valid'].tolist(), detections, strict=True):
-            if valid:
-                found[i] = d
-    loss_sum = distributed.total(process, loss_sum)
-    val_loss = float(loss_sum[0] / loss_sum[1].clamp(min=1))
-    merged: dict[int, Any] = {}
-    for part in distributed.gather(process, found):
-        merged.update(part)
-    if not process.main:
-        return val_loss, None
-    unreadable = {i for i in range(len(dataset)) if i not in merged}
-    samples = [s for i, s in enumerate(dataset.samples) if i not in unreadable]
-    renumbered = {j: merged[i] for j, i in enumerate(i for i in range(len(dataset)) if i not in unreadable)}
-    return val_loss, evaluate(samples, classes, renumbered)
-
-
 def _meta(run: Run, data_summary: dict[str, Any]) -> dict[str, Any]:
     spec_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(run.spec).items()}
     return {'arch': run.arch.name, 'classes': list(run.classes), 'input': spec_dict,
@@ -204,6 +139,47 @@ def train(cfg: TrainConfig) -> Path:
         distributed.stop(process)
 
 
+def _checkpoint_to_resume(cfg: TrainConfig, arch: Architecture, classes: Sequence[str],
+                          process: distributed.Process) -> dict[str, Any] | None:
+    path = Path(cfg.out) / checkpoint.LAST
+    if not cfg.resume:
+        return None
+    if not path.is_file():
+        if process.main:
+            log.warning('%s: nothing to resume, starting fresh', path)
+        return None
+    saved = checkpoint.load(path)
+    meta = saved['meta']
+    # Checkpoints of the single-object model written before its rename record 'lesson'.
+    if meta['classes'] != list(classes) or ARCHITECTURES.canonical(meta['arch']) != arch.name:
+        raise ValueError(f'{path}: trained for {meta["arch"]} on {meta["classes"]}, not this recipe; '
+                         'use a new --out')
+    return saved
+
+
+def _training_state(run: Run, steps: int, start_epoch: int) -> TrainingState:
+    cfg, device = run.cfg, run.device
+    model = run.arch.build(len(run.classes))
+    average = WeightAverage(model)
+    # On the device before any state loads, so the optimiser's moments load where the weights are.
+    model.to(device, memory_format=torch.channels_last if run.channels_last else torch.preserve_format)
+    average.model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fp16 needs loss scaling; bf16 and fp32 (CPU) do not, and a disabled scaler passes through.
+    fp16 = cfg.amp and device.type == 'cuda' and not torch.cuda.is_bf16_supported()
+    return TrainingState(model, average, optimizer, warmup_cosine(optimizer, cfg, steps, start_epoch * steps),
+                         torch.amp.GradScaler('cuda', enabled=fp16))
+
+
+def _save(out: Path, state: TrainingState, meta: dict[str, Any], best: float, history: list[dict[str, Any]],
+          *, improved: bool) -> None:
+    checkpoint.save(out / checkpoint.LAST, {**state.state_dict(), 'epoch': meta['epoch'], 'best': best,
+                                            'history': history, 'meta': meta})
+    if improved or not (out / checkpoint.BEST).exists():
+        checkpoint.save(out / checkpoint.BEST, {'model': state.average.model.state_dict(), 'meta': meta})
+    atomic.write_json(out / 'history.json', history)
+
+
 def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Path:
     device = pick_device(cfg.device, process)
     _configure_torch(cfg, device)
@@ -226,87 +202,46 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
                                 cache=cfg.cache_images, progress=show)
     train_loader, train_sampler = _loader(train_data, cfg, process, train=True, device=device)
     val_loader, _ = _loader(val_data, cfg, process, train=False, device=device)
-
-    run = Run(cfg, arch, spec, tuple(classes), process, device)
-    model = arch.build(len(classes))
-    meta = _meta(run, data_summary)
-    average = WeightAverage(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, best, history, elapsed_before = 0, -1.0, [], 0.0
-    if cfg.resume and (out / checkpoint.LAST).is_file():
-        state = checkpoint.load(out / checkpoint.LAST)
-        if state['meta']['classes'] != list(classes) or state['meta']['arch'] != arch.name:
-            raise ValueError(f'{out / checkpoint.LAST}: trained for {state["meta"]["arch"]} on '
-                             f'{state["meta"]["classes"]}, not this recipe; use a new --out')
-        model.load_state_dict(state['model'])
-        average.model.load_state_dict(state['average'])
-        average.updates = int(state['average_updates'])
-        optimizer.load_state_dict(state['optimizer'])
-        start_epoch, best, history = int(state['epoch']), float(state['best']), list(state['history'])
-        elapsed_before = float(history[-1]['elapsed_s']) if history else 0.0
-        if process.main:
-            log.info('resumed from %s at epoch %d', out / checkpoint.LAST, start_epoch + 1)
-    elif cfg.resume and process.main:
-        log.warning('%s: nothing to resume, starting fresh', out / checkpoint.LAST)
-
-    cuda = device.type == 'cuda'
-    channels_last = cfg.channels_last and cuda
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    average.model.to(device)
-    if process.distributed and cuda and cfg.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net = (DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-           if process.distributed else model)
-    scaler = torch.amp.GradScaler('cuda', enabled=cfg.amp and cuda and not torch.cuda.is_bf16_supported())
-    writer = SummaryWriter(str(out / 'tensorboard')) if process.main else None
     steps = len(train_loader)
     if steps == 0:
         raise ValueError(f'{cfg.train_data}: fewer training images than one batch')
 
+    run = Run(cfg, arch, spec, tuple(classes), process, device)
+    meta = _meta(run, data_summary)
+    saved = _checkpoint_to_resume(cfg, arch, classes, process)
+    start_epoch = int(saved['epoch']) if saved else 0
+    state = _training_state(run, steps, start_epoch)
+    best, history, elapsed_before = -1.0, [], 0.0
+    if saved:
+        schedule_restored = state.load_state_dict(saved)
+        best, history = float(saved['best']), list(saved['history'])
+        elapsed_before = float(history[-1]['elapsed_s']) if history else 0.0
+        if process.main:
+            log.info('resumed from %s at epoch %d', out / checkpoint.LAST, start_epoch + 1)
+            if not schedule_restored:
+                log.info('learning-rate schedule placed at epoch %d of this recipe (the checkpoint '
+                         'has none, or one for another lr or number of steps per epoch)', start_epoch + 1)
+    if process.distributed and run.device.type == 'cuda' and cfg.sync_bn:
+        state.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.model)
+    net = (DistributedDataParallel(state.model, device_ids=[device.index] if device.type == 'cuda' else None)
+           if process.distributed else state.model)
+    writer = SummaryWriter(str(out / 'tensorboard')) if process.main else None
+
     for epoch in range(start_epoch, cfg.epochs):
-        epoch_start = time.perf_counter()
         train_data.epoch = epoch
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
-        net.train()
-        sums = torch.zeros(3, device=device)
-        bar = tqdm(train_loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', unit='batch', disable=not show,
-                   dynamic_ncols=True)
-        for step, batch in enumerate(bar):
-            for group in optimizer.param_groups:
-                group['lr'] = cfg.lr * lr_factor(epoch + step / steps, cfg)
-            images = normalise(batch['image'].to(device, non_blocking=True), spec)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = {k: v.to(device, non_blocking=True) for k, v in batch.items()
-                       if k not in ('image', 'index', 'valid')}
-            with autocast(cfg, device):
-                outputs = net(images)
-            losses = arch.loss(outputs, targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses['loss']).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            scaler.step(optimizer)
-            scaler.update()
-            average.update(model)
-            parts = list(losses.values())
-            sums += torch.stack([parts[0].detach(), parts[1].detach(), parts[2].detach()]).float()
-            if show and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f'{sums[0].item() / (step + 1):.3f}')
-        bar.close()
-        train_seconds = time.perf_counter() - epoch_start
-        means = (distributed.mean(process, sums) / steps).tolist()
-        images_per_s = steps * cfg.batch_size * process.world / train_seconds
-        record: dict[str, Any] = {'epoch': epoch + 1, 'train_loss': means[0],
-                                  'train_loss_parts': dict(zip(list(losses)[1:], means[1:], strict=True)),
-                                  'lr': optimizer.param_groups[0]['lr'], 'images_per_s': images_per_s}
+        losses = train_one_epoch(net, state, train_loader, run, epoch, show=show)
+        record: dict[str, Any] = {
+            'epoch': epoch + 1, 'train_loss': losses.means['loss'],
+            'train_loss_parts': {k: v for k, v in losses.means.items() if k != 'loss'},
+            'lr': losses.lr, 'images_per_s': steps * cfg.batch_size * process.world / losses.seconds}
         last = epoch + 1 == cfg.epochs
         out_of_time = cfg.time_limit_minutes > 0 and (
             elapsed_before + time.perf_counter() - started > cfg.time_limit_minutes * 60)
         metrics = None
         if (epoch + 1) % cfg.eval_interval == 0 or last or out_of_time:
-            record['val_loss'], metrics = validate(average.model, val_loader, run)
+            record['val_loss'], metrics = evaluate(state.average.model, val_loader, run)
             if metrics is not None:
                 record.update(metrics.summary())
         record['elapsed_s'] = elapsed_before + time.perf_counter() - started
@@ -315,16 +250,8 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
             improved = metrics is not None and metrics.map > best
             best = metrics.map if improved else best
             _report(record, writer, epoch)
-            state = {'model': model.state_dict(), 'average': average.model.state_dict(),
-                     'average_updates': average.updates, 'optimizer': optimizer.state_dict(),
-                     'epoch': epoch + 1, 'best': best, 'history': history,
-                     'meta': {**meta, 'epoch': epoch + 1, 'metrics': record}}
-            # A model converted to SyncBatchNorm saves the same keys as a plain one.
-            checkpoint.save(out / checkpoint.LAST, state)
-            if improved or not (out / checkpoint.BEST).exists():
-                checkpoint.save(out / checkpoint.BEST, {'model': average.model.state_dict(),
-                                                        'meta': state['meta']})
-            atomic.write_json(out / 'history.json', history)
+            _save(out, state, {**meta, 'epoch': epoch + 1, 'metrics': record}, best, history,
+                  improved=improved)
         distributed.barrier(process)
         if out_of_time and not last:
             if process.main:
@@ -359,7 +286,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     rank = int(os.environ.get('RANK', '0'))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    best = train(cfg)
+    try:
+        best = train(cfg)
+    except NonFiniteLoss as exc:
+        raise SystemExit(f'perception-train: {exc}') from None
     if rank == 0:
         print(f'best checkpoint: {best}')
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.config import ConfigError, TrainConfig, load_config, parse_config
 
 WORKSPACE = Path(__file__).resolve().parents[3]
@@ -37,3 +38,19 @@ def test_bad_recipes_name_the_key_and_the_file(tmp_path: Path) -> None:
         load_config(overrides={'train_data': 'd', 'input_height': 64})
     with pytest.raises(SystemExit):
         parse_config(['--train-data', 'x', '--device', 'tpu'])
+
+
+def test_the_old_names_lesson_are_accepted_and_stored_as_the_current_ones(tmp_path: Path) -> None:
+    path = tmp_path / 'old.yaml'
+    path.write_text('train_data: d\narch: lesson\ndata_format: lesson\n')
+    old = load_config(path=path)
+    assert (old.arch, old.data_format) == ('single_object', 'metadata')
+    assert old.model_dump()['arch'] == 'single_object'  # what config.yaml and checkpoints record
+    cli = parse_config(['--train-data', 'x', '--arch', 'lesson', '--data-format', 'lesson'])
+    new = parse_config(['--train-data', 'x', '--arch', 'single_object', '--data-format', 'metadata'])
+    assert cli == new
+    with pytest.raises(SystemExit):
+        parse_config(['--train-data', 'x', '--arch', 'lessons'])
+    # Checkpoints and bundles that recorded the old name still find their architecture.
+    assert ARCHITECTURES['lesson'] is ARCHITECTURES['single_object']
+    assert list(ARCHITECTURES) == ['centernet', 'single_object'] and 'lesson' in ARCHITECTURES

@@ -14,7 +14,7 @@ import pytest
 from perception_core.synth import render_scene
 from perception_trainer.annotations import DatasetError
 from perception_trainer.generate import generate_dataset
-from perception_trainer.readers import COCO_FILE, LESSON_FILE, load_dataset
+from perception_trainer.readers import COCO_FILE, METADATA_FILE, load_dataset
 
 
 def test_three_formats_hold_the_same_boxes_as_the_renderer(small_set: Path) -> None:
@@ -33,7 +33,7 @@ def test_three_formats_hold_the_same_boxes_as_the_renderer(small_set: Path) -> N
 def test_worker_count_does_not_change_the_data(tmp_path: Path) -> None:
     one = generate_dataset(tmp_path / 'one', 6, seed=8, workers=1, progress=False)
     two = generate_dataset(tmp_path / 'two', 6, seed=8, workers=2, progress=False)
-    for name in ('images/000005.jpg', 'labels/000003.txt', COCO_FILE, LESSON_FILE):
+    for name in ('images/000005.jpg', 'labels/000003.txt', COCO_FILE, METADATA_FILE):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
@@ -46,7 +46,7 @@ def test_cli_writes_the_formats_replicator_users_have(tmp_path: Path, cli: Calla
     assert {i['width'] for i in coco['images']} == {320}
     fields = (out / 'labels' / '000000.txt').read_text().splitlines()[0].split()
     assert len(fields) == 15 and fields[0] in ('cup', 'cone')
-    lesson = json.loads((out / LESSON_FILE).read_text())
+    lesson = json.loads((out / METADATA_FILE).read_text())
     assert set(lesson['samples'][0]) == {'image', 'label', 'bbox'}
 
 
@@ -108,8 +108,8 @@ def test_lesson_metadata_labels_by_name_or_index(tmp_path: Path, small_set: Path
         {'image': 'images/000000.jpg', 'label': 'cup', 'bbox': [100, 100, 10, 10]},
         {'image': 'images/000001.jpg', 'label': 7, 'bbox': [1, 1, 5, 5]},
         {'image': 'images/missing.jpg', 'label': 'cup', 'bbox': [1, 1, 5, 5]}]}
-    (tmp_path / LESSON_FILE).write_text(json.dumps(doc))
-    labelled = load_dataset(tmp_path / LESSON_FILE)
+    (tmp_path / METADATA_FILE).write_text(json.dumps(doc))
+    labelled = load_dataset(tmp_path / METADATA_FILE)
     first = labelled.samples[0]
     assert first.boxes.tolist() == [[10, 20, 40, 60], [100, 100, 110, 110]]
     assert [labelled.classes[c] for c in first.labels] == ['ball', 'cup']
@@ -119,7 +119,7 @@ def test_lesson_metadata_labels_by_name_or_index(tmp_path: Path, small_set: Path
 
 
 def test_a_set_without_usable_samples_is_an_error_before_training(tmp_path: Path) -> None:
-    (tmp_path / LESSON_FILE).write_text(json.dumps({'samples': [
+    (tmp_path / METADATA_FILE).write_text(json.dumps({'samples': [
         {'image': 'nowhere.png', 'label': 'cup', 'bbox': [0, 0, 4, 4]}]}))
     with pytest.raises(DatasetError, match='no usable image'):
         load_dataset(tmp_path)
@@ -128,3 +128,14 @@ def test_a_set_without_usable_samples_is_an_error_before_training(tmp_path: Path
         load_dataset(tmp_path)
     with pytest.raises(DatasetError, match='no such data set'):
         load_dataset(tmp_path / 'absent')
+
+
+def test_metadata_is_read_under_its_name_and_its_old_name_lesson(small_set: Path) -> None:
+    found = load_dataset(small_set / METADATA_FILE)
+    assert found.format == 'metadata'
+    for name in ('metadata', 'lesson'):
+        labelled = load_dataset(small_set, name)
+        assert labelled.format == 'metadata' and labelled.classes == found.classes
+        assert [s.boxes.tolist() for s in labelled.samples] == [s.boxes.tolist() for s in found.samples]
+    with pytest.raises(DatasetError, match="unknown format 'lessons'"):
+        load_dataset(small_set, 'lessons')

@@ -44,13 +44,14 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from perception.bag.replay import ReplayQos, deployment_topics, replay
+    from perception.bag.replay import deployment_topics, replay
     from perception.middleware import middleware_environment
+    from perception_core.qos import QosSpec
     values = _config_values(args.config)
     # Camera-sized frames need the large-frame middleware profile, as the node has it from the launch file.
     for key, value in middleware_environment().items():
         os.environ.setdefault(key, value)
-    summary = replay(args.bag, args.out, qos=ReplayQos.of(values), rate=args.rate, lockstep=args.lockstep,
+    summary = replay(args.bag, args.out, qos=QosSpec.of(values), rate=args.rate, lockstep=args.lockstep,
                      max_rate_hz=float(values['runtime.inference_frequency']),
                      answer_timeout=args.answer_timeout, ready_timeout=args.ready_timeout,
                      tail_timeout=args.tail_timeout, storage=args.storage, **deployment_topics(values))

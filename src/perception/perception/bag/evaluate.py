@@ -10,7 +10,7 @@ Inputs are the ground-truth bag (frames with ``vision_msgs/Detection2DArray`` gr
    from the image topic when the answers bag recorded it too (``ros2 bag record`` of both
    topics: answer log time minus frame log time), else it is not reported.
 
-Accuracy is COCO mAP (pycocotools, through the trainer's evaluation) over the frames that were
+Accuracy is COCO mAP (pycocotools, through ``perception_core.coco_metrics``) over the frames that were
 answered; frames published but never answered are reported as dropped.
 """
 
@@ -25,9 +25,10 @@ import numpy as np
 from perception.bag.messages import DETECTIONS, IMAGE, TIME_REFERENCE, Detection, detections_of
 from perception.bag.reader import Bag, BagError, stamp_ns
 from perception.bag.replay import TIME_REFERENCE_TOPIC
+from perception_core.coco_metrics import Sample
 from perception_core.coco_metrics import evaluate as coco_evaluate
 from perception_core.decode import Detections
-from perception_trainer.annotations import Sample
+from perception_core.metrics import summary_ms
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def as_detections(boxes: list[Detection], classes: list[str]) -> Detections:
 
 
 def coco_metrics(frames: list[FrameResult], classes: list[str]) -> dict:
-    """mAP@.5, mAP@.5:.95 and per-class AP@.5 over the answered frames (the trainer's pycocotools run)."""
+    """mAP@.5, mAP@.5:.95 and per-class AP@.5 over the answered frames (pycocotools, through coco_metrics)."""
     answered = [f for f in frames if f.answer is not None]
     # Image sizes are not in the ground-truth messages; COCO's bbox evaluation does not use them.
     samples = [Sample(image=Path(f'{f.stamp}'), width=0, height=0, boxes=truth.boxes, labels=truth.class_ids)
@@ -132,12 +133,7 @@ def coco_metrics(frames: list[FrameResult], classes: list[str]) -> dict:
 
 
 def latency_metrics(frames: list[FrameResult]) -> dict:
-    values = np.array([f.latency_ns for f in frames if f.latency_ns is not None], dtype=np.float64) / 1e6
-    if not values.size:
-        return {'count': 0}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {'count': int(values.size), 'mean_ms': float(values.mean()), 'p50_ms': float(p50),
-            'p90_ms': float(p90), 'p99_ms': float(p99), 'max_ms': float(values.max())}
+    return summary_ms(f.latency_ns / 1e9 for f in frames if f.latency_ns is not None)
 
 
 def evaluate(truth_bag: str | Path, answers_bag: str | Path, **topics: str) -> Evaluation:

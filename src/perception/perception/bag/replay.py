@@ -37,29 +37,17 @@ from perception.bag.messages import (
     typestore,
 )
 from perception.bag.reader import Bag, BagError, stamp_ns
+from perception_core.qos import QosSpec
 
 log = logging.getLogger(__name__)
 
 TIME_REFERENCE_TOPIC = '/replay/time_reference'
 WARMUP_PERIOD = 0.5  # seconds between warm-up frames while the detector starts
+SENSOR_QOS = QosSpec()  # the deployment's default qos_profile: best effort, volatile, keep last 1
 
 
 class ReplayError(RuntimeError):
     """The live side of a replay failed (no detector answering); the message names the topics."""
-
-
-@dataclass(frozen=True)
-class ReplayQos:
-    reliability: str = 'best_effort'
-    durability: str = 'volatile'
-    history: str = 'keep_last'
-    depth: int = 1
-
-    @classmethod
-    def of(cls, values: dict) -> ReplayQos:
-        """The deployment's ros_integration.qos_profile (values by dotted name)."""
-        return cls(*(values[f'ros_integration.qos_profile.{k}']
-                     for k in ('reliability', 'durability', 'history', 'depth')))
 
 
 def deployment_topics(values: dict) -> dict[str, str]:
@@ -75,13 +63,6 @@ class ReplaySummary:
     answered: int
     seconds: float
     damage: str | None  # where damage in the input bag ended the replay early, if it did
-
-
-def _qos(qos: ReplayQos, depth: int | None = None):
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    return QoSProfile(reliability=ReliabilityPolicy[qos.reliability.upper()],
-                      durability=DurabilityPolicy[qos.durability.upper()],
-                      history=HistoryPolicy[qos.history.upper()], depth=depth or qos.depth)
 
 
 class _Recorder:
@@ -152,7 +133,7 @@ def _sleep_until(deadline: float) -> None:
 
 
 def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/camera/image_rect',
-           detections_topic: str = '/object_detections', qos: ReplayQos = ReplayQos(), rate: float = 1.0,
+           detections_topic: str = '/object_detections', qos: QosSpec = SENSOR_QOS, rate: float = 1.0,
            lockstep: bool = False, max_rate_hz: float = 0.0, answer_timeout: float = 1.0,
            ready_timeout: float = 60.0, tail_timeout: float = 2.0, storage: str = 'mcap',
            progress: bool = True) -> ReplaySummary:
@@ -165,6 +146,8 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
+
+    from isaac_trt_perception.qos import profile
 
     if rate <= 0:
         raise ValueError(f'rate must be positive, got {rate}')
@@ -182,10 +165,10 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
     node = rclpy.create_node('perception_replay', context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    publisher = node.create_publisher(Image, image_topic, _qos(qos))
+    publisher = node.create_publisher(Image, image_topic, profile(qos))
     # A deep queue on the recording side only, so that a slow bag write never loses an answer.
     node.create_subscription(Detection2DArray, detections_topic, recorder.on_detections,
-                             _qos(qos, depth=1000), raw=True)
+                             profile(qos, depth=1000), raw=True)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     published = 0

@@ -186,7 +186,7 @@ class TorchCudaBackend(Backend):
 
     def _image_program(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> ImageProgram:
         """The captured program for this image shape; the first frame of a new one captures it
-        (1.6-2.2 s on an H100, hence the node's warm-up at the camera's size)."""
+        (seconds, see bench/README.md: hence the node's warm-up at the camera's size)."""
         key = (shape, rgb_channels)
         found = self._images.pop(key, None)
         if found is None:

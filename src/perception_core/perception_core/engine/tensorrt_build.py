@@ -1,6 +1,6 @@
 """The engine builder's only contact with TensorRT (10.x Python API): ONNX -> serialized engine.
 
-It carries out a :class:`~perception_engine_builder.plan.BuildPlan` and decides nothing itself.
+It carries out a :class:`~perception_core.engine.plan.BuildPlan` and decides nothing itself.
 Device memory for INT8 calibration comes from PyTorch (CUDA), which JetPack ships. Type-checked
 with mypy against ``tensorrt-stubs``; run only where TensorRT and a GPU exist.
 """

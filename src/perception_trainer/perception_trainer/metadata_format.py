@@ -1,4 +1,5 @@
-"""The lesson's ``metadata.json``: write and read.
+"""``metadata.json``, one object per sample: write and read (``data_format: metadata``; the old
+name ``lesson``, after the source document this workspace started from, still works).
 
 ::
 
@@ -6,9 +7,8 @@
      "bbox_format": "xyxy",                   # optional: "xyxy" (default) or "xywh", pixels
      "samples": [{"image": "images/000000.jpg", "label": "cup", "bbox": [x1, y1, x2, y2]}, ...]}
 
-The lesson has one object per sample; a multi-object image is several samples with the same
-``image``. ``label`` may be a class name or an index into ``classes``. Image paths are relative
-to the file's directory.
+A multi-object image is several samples with the same ``image``. ``label`` may be a class name or
+an index into ``classes``. Image paths are relative to the file's directory.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from perception_core import atomic
 
 from .annotations import DatasetError, ImageRecord, LabelledSet, SetBuilder
 
+FORMAT = 'metadata'
 BBOX_FORMATS = ('xyxy', 'xywh')
 
 
@@ -45,7 +46,7 @@ def read_metadata(path: str | Path, classes: Sequence[str] | None = None) -> Lab
     names_ok = isinstance(declared, list) and all(isinstance(c, str) for c in declared)
     if declared is not None and not names_ok:
         raise DatasetError(f'{path}: classes: must be a list of names')
-    builder = SetBuilder(str(path), 'lesson', classes)
+    builder = SetBuilder(str(path), FORMAT, classes)
     builder.declare(declared or [])
     for i, sample in enumerate(document['samples']):
         where = f'{path}: samples[{i}]'

@@ -5,6 +5,7 @@
 
 Everything is decided by ``perception.launch_plan`` (tested without ``launch``); this file only
 turns the plan into launch actions. It uses launch APIs that exist in Humble, Jazzy and Kilted.
+The node has no process prefix: it pins its own threads to resources.cpu_affinity.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _plan_to_actions(context, *args, **kwargs):
     node = Node(
         package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace or None,
         parameters=[str(plan.params_file)], arguments=['--ros-args', *plan.ros_arguments],
-        additional_env=plan.env, prefix=' '.join(plan.prefix) or None, output='screen', emulate_tty=True)
+        additional_env=plan.env, output='screen', emulate_tty=True)
     return [LogInfo(msg=describe(plan)), node]
 
 

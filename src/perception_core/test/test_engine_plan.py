@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from perception_core.bundle import load_bundle, sha256_of
-from perception_engine_builder.plan import (
+from perception_core.engine.plan import (
     PlanError,
     default_engine_path,
     make_plan,

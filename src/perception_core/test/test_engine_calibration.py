@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from perception_core.bundle import load_bundle
-from perception_core.preprocess import preprocess
-from perception_core.synth import render_scene
-from perception_engine_builder.calibration import (
+from perception_core.engine.calibration import (
     CalibrationError,
     calibration_batches,
     image_files,
     read_cache,
     write_cache,
 )
-from perception_engine_builder.plan import Calibration
+from perception_core.engine.plan import Calibration
+from perception_core.preprocess import preprocess
+from perception_core.synth import render_scene
 
 
 def write_images(directory: Path, count: int) -> list[np.ndarray]:

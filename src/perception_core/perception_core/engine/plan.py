@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from perception_core.backends.select import ENGINE_SUFFIXES
 from perception_core.bundle import Bundle, InputSpec, sha256_of
 
 PRECISIONS = ('fp32', 'fp16', 'int8')
@@ -17,7 +18,6 @@ PRECISIONS = ('fp32', 'fp16', 'int8')
 BUILDER_FLAGS = {'fp32': (), 'fp16': ('FP16',), 'int8': ('INT8', 'FP16')}
 # performance.calibrated_preview turns these on (each only where the installed TensorRT has it).
 PREVIEW_FEATURES = ('RUNTIME_ACTIVATION_RESIZE_10_10',)
-ENGINE_SUFFIXES = ('.engine', '.plan')
 TARGETS = ('tensorrt', 'torch_tensorrt')   # ONNX -> TensorRT plan, or TorchScript -> Torch-TensorRT .ts
 DEFAULT_OPTIMIZATION_LEVEL = 3        # TensorRT's own default; 0..5
 CALIBRATION_BATCH = 8

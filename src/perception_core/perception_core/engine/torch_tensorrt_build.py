@@ -2,7 +2,7 @@
 TensorRT-compiled TorchScript module the node's TorchScript backend loads (it imports
 torch_tensorrt to register the TensorRT ops).
 
-It carries out a :class:`~perception_engine_builder.plan.BuildPlan` (target ``torch_tensorrt``):
+It carries out a :class:`~perception_core.engine.plan.BuildPlan` (target ``torch_tensorrt``):
 the min/opt/max input shapes, the enabled precisions, the workspace, ``min_block_size`` from
 ``performance.minimum_segment_size`` and ``truncate_long_and_double``. Runs only where
 Torch-TensorRT and a GPU exist.

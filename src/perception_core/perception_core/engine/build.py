@@ -1,9 +1,10 @@
-"""Build, verify and install an engine: the Python API behind ``perception-build-engine``.
+"""Build, verify and install an engine: what the node's build-on-start and ``perception-build-engine`` call.
 
-The node's build-on-start calls :func:`build_engine` with its parameter values. A new engine is
-written under an ``.unverified`` name with its sidecar, loaded through the node's own backend,
-verified against ONNX Runtime, and only then renamed into place; an engine that fails
-verification stays under the ``.unverified`` name for inspection and never replaces a good one.
+The node calls :func:`build_engine` with its parameter values. A new engine is written under an
+``.unverified`` name with its sidecar, loaded through the node's own backend, verified against
+ONNX Runtime by ``options.verifier`` (default: agreement on synthetic scenes), and only then
+renamed into place; an engine that fails verification stays under the ``.unverified`` name for
+inspection and never replaces a good one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .plan import (
     default_engine_path,
     make_plan,
 )
-from .verify import EVAL_FRAMES, VerifyError, VerifyReport, dataset_frames, synthetic_frames, verify
+from .verification import AgreementVerifier, Verification, Verifier, VerifyError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ class MissingRequirement(RuntimeError):
 
 
 class VerificationFailed(RuntimeError):
-    def __init__(self, report: VerifyReport, kept_at: Path) -> None:
+    def __init__(self, report: Verification, kept_at: Path) -> None:
         self.report = report
         super().__init__(f'{report.summary()}; the engine was kept at {kept_at} and not installed '
-                         '(--allow-accuracy-drop raises the limit)')
+                         f'({report.remedy()})')
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,14 @@ class BuildOptions:
     timing_cache: Path | None = None
     dla_core: int | None = None
     optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL
-    eval_data: Path | None = None            # labelled data set; None = synthetic scenes
-    eval_frames: int = EVAL_FRAMES
-    allow_accuracy_drop: float | None = None
-    progress: bool = True
+    verifier: Verifier | None = None         # None: AgreementVerifier(), what the robot image can run
 
 
 @dataclass(frozen=True)
 class BuildResult:
     engine_path: Path
     sidecar: dict[str, Any]
-    report: VerifyReport
+    report: Verification
 
 
 def unverified_path(engine_path: Path) -> Path:
@@ -97,8 +95,8 @@ def _compile(plan: BuildPlan, bundle: Bundle, staged: Path) -> tuple[dict[str, A
     check_target(plan, facts)
     profile = {'input': plan.input_name, 'min': list(plan.profile.min), 'opt': list(plan.profile.opt),
                'max': list(plan.profile.max)}
-    common = {'facts': facts, 'precision': plan.precision, 'profile': profile, 'model_json': bundle.raw,
-              'onnx_sha256': plan.onnx_sha256}
+    common: dict[str, Any] = {'facts': facts, 'precision': plan.precision, 'profile': profile,
+                              'model_json': bundle.raw, 'onnx_sha256': plan.onnx_sha256}
     if plan.target == 'torch_tensorrt':
         from . import torch_tensorrt_build
         staged_plan = replace(plan, engine_path=staged)
@@ -139,8 +137,8 @@ def build_engine(values: dict[str, Any], bundle_dir: Path, engine_path: Path | N
                  options: BuildOptions | None = None) -> BuildResult:
     """Build, verify and install the engine the deployment values ask for.
 
-    Raises MissingRequirement (no TensorRT / GPU), BundleError, PlanError, BuildError,
-    VerifyError or VerificationFailed, each naming what is wrong.
+    Raises MissingRequirement (no TensorRT / GPU), BundleError, PlanError, CalibrationError,
+    BuildError, VerifyError or VerificationFailed, each naming what is wrong.
     """
     options = options or BuildOptions()
     missing = missing_for(target_of(options))
@@ -153,23 +151,25 @@ def build_engine(values: dict[str, Any], bundle_dir: Path, engine_path: Path | N
     staged = unverified_path(engine_path)
     sidecar, facts = _compile(plan, bundle, staged)
     write_sidecar(staged, sidecar)
-    log.info('built %s in %.1f s; verifying against ONNX Runtime', staged, sidecar['build_seconds'])
+    verifier = options.verifier or AgreementVerifier()
+    log.info('built %s in %.1f s; verifying against ONNX Runtime (%s)', staged, sidecar['build_seconds'],
+             verifier.name)
 
     backend_options = BackendOptions(precision=plan.precision, compute_capability=plan.compute_capability,
                                      max_batch_size=plan.profile.max[0])
-    frames = (dataset_frames(options.eval_data, bundle, options.eval_frames) if options.eval_data
-              else synthetic_frames(bundle, options.eval_frames))
     reference = open_exactly('onnxruntime', bundle.onnx_path, bundle, BackendOptions())
-    candidate = open_exactly('tensorrt' if plan.target == 'tensorrt' else 'torchscript', staged, bundle,
-                             backend_options)
     try:
-        report = verify(reference, candidate, bundle, frames, plan.precision,
-                        allow_drop=options.allow_accuracy_drop, progress=options.progress)
+        candidate = open_exactly('tensorrt' if plan.target == 'tensorrt' else 'torchscript', staged, bundle,
+                                 backend_options)
+        try:
+            report = verifier.verify(reference, candidate, bundle, plan.precision)
+        finally:
+            candidate.close()
     finally:
-        candidate.close()
         reference.close()
-    sidecar['verification'] = report.to_json()
-    write_json(engine_path.with_name(engine_path.name + '.verify.json'), report.to_json())
+    record = {'verifier': verifier.name, **report.to_json()}
+    sidecar['verification'] = record
+    write_json(engine_path.with_name(engine_path.name + '.verify.json'), record)
     if not report.passed:
         write_sidecar(staged, sidecar)
         raise VerificationFailed(report, staged)

@@ -1,5 +1,7 @@
-"""The lesson's model, for reproducing and comparing its pipeline: a feature extractor, a
-classification head and a single-box regression head on a 224x224 stretched image.
+"""``--arch single_object``: one class and one box per image, the model of the source document
+this workspace started from (the lesson; ``--arch lesson``, the old name, still works), kept to
+reproduce and compare its pipeline: a feature extractor, a classification head and a single-box
+regression head on a 224x224 stretched image.
 
 It predicts one object per image, so it learns the largest object of each training image.
 Outputs follow the bundle's ``class_box`` format: class logits [B, C] and a box [B, 4]
@@ -17,7 +19,7 @@ from .centernet import Separable, conv_bn, stage
 from .losses import giou
 
 
-class LessonNet(nn.Module):
+class SingleObjectNet(nn.Module):
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -45,7 +47,7 @@ def encode(boxes: np.ndarray, labels: np.ndarray, num_classes: int, height: int,
     return {'class': np.array(labels[i], np.int64), 'box': (boxes[i] / scale).astype(np.float32)}
 
 
-def lesson_loss(outputs: tuple[torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
+def single_object_loss(outputs: tuple[torch.Tensor, torch.Tensor], targets: dict[str, torch.Tensor]
                 ) -> dict[str, torch.Tensor]:
     logits, box = (o.float() for o in outputs)
     cls = F.cross_entropy(logits, targets['class'], ignore_index=-1)

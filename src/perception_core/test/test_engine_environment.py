@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from perception_engine_builder.environment import has_module, missing_for
+from perception_core.engine.environment import has_module, missing_for
 
 
 def test_a_folder_of_stubs_is_not_an_installed_module(tmp_path: Path,

@@ -1,0 +1,101 @@
+"""One frame on the worker thread: convert, detect, publish, count.
+
+The frame comes in serialized and the detections go out serialized (``perception_core.cdr``):
+rclpy's per-field conversion was a large part of the node's own time per frame (bench/README.md).
+Where the start-up check found ``cdr.py`` disagreeing with rclpy, ``read`` and ``write`` are
+rclpy's path instead, chosen once so the frame pays nothing for the choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from builtin_interfaces.msg import Time
+from rclpy.clock import Clock
+from rclpy.publisher import Publisher
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from perception_core.cdr import Header as FrameHeader
+from perception_core.convert import ImageError, frame_from_fields
+from perception_core.debug_image import draw_detections
+from perception_core.detector import Detector
+from perception_core.metrics import Monitor
+
+from .cdr_check import MessagePath
+from .health import Health
+from .node_log import NodeLog
+
+
+class FrameProcessor:
+    def __init__(self, values: Mapping[str, Any], detector: Detector, health: Health, monitor: Monitor,
+                 path: MessagePath, *, detections_pub: Publisher, debug_pub: Publisher | None,
+                 clock: Clock, log: NodeLog) -> None:
+        self.detector = detector
+        self.monitor = monitor
+        self.read = path.read
+        self.write = path.write
+        self.detections_pub = detections_pub
+        self.debug_pub = debug_pub
+        self.clock = clock
+        self.log = log
+        self.classes = detector.bundle.classes
+        self.topic = values['ros_integration.input_topic']
+        self.frame_id = values['ros_integration.frame_id_override']
+        self.detailed = values['logging.enable_detailed_logging']
+        self._record = health.fallback.record
+        self._on_fallback = health.on_fallback
+        self._note_new_size = health.note_new_size
+
+    def describe(self, header: FrameHeader | None) -> str:
+        if header is None:
+            return f'{self.topic} message'
+        return f'{self.topic} frame {header.frame_id!r} stamp {header.sec}.{header.nanosec:09d}'
+
+    def process(self, msg: Any, received: float, handed_off: float) -> None:
+        """One frame taken from the slot (see ``LatestFrame``): serialized bytes, or an Image where
+        the start-up check chose rclpy's path."""
+        start = time.perf_counter()
+        header: FrameHeader | None = None
+        try:
+            header, fields = self.read(msg)
+            frame = frame_from_fields(**fields)
+        except ImageError as exc:
+            self.monitor.errors['bad_image'] += 1
+            self.log.throttled(f'bad_image.{exc.field}', f'{self.describe(header)} skipped: {exc}',
+                               time.monotonic())
+            return
+        converted = time.perf_counter()
+        try:
+            detections, timings = self.detector.detect(frame)
+        except Exception as exc:  # a backend failing on one frame must not take the node down
+            self.monitor.errors['backend'] += 1
+            self.log.throttled('backend', f'{self.describe(header)}: {self.detector.backend.name} '
+                               f'failed on this frame, skipped: {type(exc).__name__}: {exc}',
+                               time.monotonic())
+            return
+        event = self._record(timings['infer'])
+        if event is not None:
+            self._on_fallback(event)
+        self._note_new_size(frame, timings['infer'])
+        if self.frame_id:
+            header = FrameHeader(header.sec, header.nanosec, self.frame_id)
+        published = time.perf_counter()
+        self.detections_pub.publish(self.write(header, detections))
+        done = time.perf_counter()
+        timings.update(handoff=start - handed_off, convert=converted - start, publish=done - published)
+        self.monitor.profile.add(timings)
+        self.monitor.published.tick(time.monotonic())
+        self.monitor.latency.add(time.monotonic() - received)
+        if header.stamp_ns > 0:
+            self.monitor.age.add((self.clock.now().nanoseconds - header.stamp_ns) * 1e-9)
+        if self.debug_pub is not None:
+            pixels, encoding = draw_detections(frame, detections, self.classes)
+            stamped = Header(stamp=Time(sec=header.sec, nanosec=header.nanosec), frame_id=header.frame_id)
+            self.debug_pub.publish(Image(header=stamped, height=frame.height, width=frame.width,
+                                         encoding=encoding, step=frame.width * 3, data=pixels.tobytes()))
+        if self.detailed:
+            stages = ' '.join(f'{k}={s * 1e3:.2f}ms' for k, s in timings.items())
+            self.log.debug(f'{self.describe(header)}: {len(detections)} detections; {stages}')

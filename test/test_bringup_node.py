@@ -54,8 +54,10 @@ def test_node_gets_the_yaml_parameters_name_and_namespace(tmp_path: Path, ros_en
     document['deployment_config']['model']['path'] = str(probe_bundle(tmp_path / 'bundle'))
     config = tmp_path / 'deployment.yaml'
     config.write_text(yaml.safe_dump(document))
-    plan = make_plan(config, namespace='robot1', log_level='debug', params_dir=tmp_path / 'launch',
+    # no params_dir, as the launch file by default: the plan's own temporary folder, gone at the end
+    plan = make_plan(config, namespace='robot1', log_level='debug',
                      middleware_config_dir=WORKSPACE / 'config')
+    assert plan.temporary_dir is not None and plan.params_file.parent == plan.temporary_dir
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=ros_domain_id)
@@ -76,3 +78,4 @@ def test_node_gets_the_yaml_parameters_name_and_namespace(tmp_path: Path, ros_en
     for name, value in plan.config.values.items():
         assert seen.get(name) == value, name
     assert seen['logging.level'] == 'DEBUG'
+    assert not plan.temporary_dir.exists(), 'the launch params folder outlived the node'

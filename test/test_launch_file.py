@@ -19,7 +19,7 @@ LAUNCH_FILE = WORKSPACE / 'launch' / 'jetson.launch.py'
 HUMBLE_API = {
     'launch.actions': {'DeclareLaunchArgument', 'ExecuteProcess', 'LogInfo', 'OpaqueFunction',
                        'RegisterEventHandler', 'SetEnvironmentVariable', 'GroupAction', 'TimerAction'},
-    'launch.event_handlers': {'OnProcessExit', 'OnProcessStart'},
+    'launch.event_handlers': {'OnProcessExit', 'OnProcessStart', 'OnShutdown'},
     'launch.launch_description': {'LaunchDescription'},
     'launch.substitutions': {'LaunchConfiguration'},
     'launch_ros.actions': {'Node'},
@@ -27,10 +27,12 @@ HUMBLE_API = {
     'perception.launch_plan': {'EXECUTABLE', 'PACKAGE', 'describe', 'make_plan'},
 }
 HUMBLE_KEYWORDS = {
-    'Node': {'package', 'executable', 'name', 'namespace', 'parameters', 'remappings', 'arguments', 'prefix',
-             'additional_env', 'output', 'emulate_tty', 'respawn', 'respawn_delay'},
+    'Node': {'package', 'executable', 'name', 'namespace', 'exec_name', 'parameters', 'remappings',
+             'arguments', 'prefix', 'additional_env', 'output', 'emulate_tty', 'respawn', 'respawn_delay'},
     'ExecuteProcess': {'cmd', 'output', 'additional_env', 'cwd', 'shell', 'name', 'emulate_tty'},
     'OnProcessExit': {'target_action', 'on_exit'},
+    'OnShutdown': {'on_shutdown'},
+    'RegisterEventHandler': set(),
     'DeclareLaunchArgument': {'default_value', 'description', 'choices'},
     'LogInfo': {'msg'},
     'OpaqueFunction': {'function', 'args', 'kwargs'},
@@ -68,7 +70,7 @@ def test_launch_actions_get_only_humble_keywords() -> None:
 def test_launch_arguments_are_the_documented_ones() -> None:
     assignment = next(n for n in tree().body if isinstance(n, ast.Assign) and n.targets[0].id == 'ARGUMENTS')
     names = [element.elts[0].value for element in assignment.value.elts]
-    assert names == ['config', 'model', 'log_level', 'namespace', 'use_sim_time']
+    assert names == ['config', 'model', 'log_level', 'namespace', 'use_sim_time', 'params_dir']
 
 
 def test_perception_installs_the_launch_file() -> None:
@@ -81,6 +83,9 @@ def test_perception_installs_the_launch_file() -> None:
 def test_launch_description_where_launch_is_installed(tmp_path: Path) -> None:
     if importlib.util.find_spec('launch_ros') is None:
         pytest.skip('launch_ros is not installed here (no ROS 2 distro); the plan is tested instead')
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnProcessExit, OnShutdown
+    from launch.utilities import perform_substitutions
     from launch_ros.actions import Node
 
     from launch import LaunchContext
@@ -94,6 +99,12 @@ def test_launch_description_where_launch_is_installed(tmp_path: Path) -> None:
     actions = description.entities[-1].execute(context)
     nodes = [a for a in actions if isinstance(a, Node)]
     assert len(nodes) == 1
+    label = nodes[0].name  # launch's label for the node's output lines: the node's name
+    label = label if isinstance(label, str) else perform_substitutions(context, label)
+    assert label == 'isaac_trt_perception'
+    handlers = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)]
+    assert any(isinstance(h, OnProcessExit) for h in handlers) and any(isinstance(h, OnShutdown)
+                                                                      for h in handlers)
 
 
 
@@ -104,3 +115,34 @@ def test_node_action_has_no_process_prefix() -> None:
                 and c.func.id == 'Node')
     assert 'prefix' not in {k.arg for k in node.keywords}
     assert 'taskset' not in LAUNCH_FILE.read_text()
+
+
+def node_call() -> ast.Call:
+    return next(c for c in ast.walk(tree()) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+                and c.func.id == 'Node')
+
+
+def test_launch_labels_the_node_by_its_name() -> None:
+    """Launch names a process after its executable (or its prefix: 'taskset-1') unless exec_name is
+    given: the label in front of every line is the node's name, as planned (one per camera)."""
+    keywords = {k.arg: ast.unparse(k.value) for k in node_call().keywords}
+    assert keywords['exec_name'] == 'plan.node_name' == keywords['name']
+
+
+def test_a_temporary_params_folder_goes_when_the_node_exits() -> None:
+    """The plan's perception_launch_* folder is removed on the node's exit and on launch's shutdown
+    (LaunchPlan.remove_params, which test_launch_plan.py and test_bringup_node.py check for real);
+    params_dir:= names a folder that is kept instead."""
+    calls = {c.func.id: c for c in ast.walk(tree())
+             if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+    exit_handler = calls['OnProcessExit']
+    target = next(k.value for k in exit_handler.keywords if k.arg == 'target_action')
+    assert isinstance(target, ast.Name) and target.id == 'node'
+    assert 'OnShutdown' in calls
+    remover = next(f for f in ast.walk(tree())
+                   if isinstance(f, ast.FunctionDef) and f.name == 'remove_params')
+    assert 'plan.remove_params()' in ast.unparse(remover)
+    on_exit = ast.unparse(next(k.value for k in exit_handler.keywords if k.arg == 'on_exit'))
+    assert 'remove_params' in on_exit
+    plan_call = ast.unparse(calls['make_plan'])
+    assert "params_dir=arg('params_dir')" in plan_call

@@ -26,15 +26,22 @@ import yaml
 WORKSPACE = Path(__file__).resolve().parents[1]
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 SHIPPED = WORKSPACE / 'models/detector/model.onnx'
+# Where a test counts frames exactly, the camera link is reliable (node and publishers): best effort,
+# right on a robot, may lose a frame by design and would make an exact count flaky.
+RELIABLE_CAMERA = {'reliability': 'reliable', 'durability': 'volatile', 'history': 'keep_last', 'depth': 10}
 sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))
 
+# make test builds both and README promises these tests: missing is a failure, never a skip
 if not NODE.is_file():
-    pytest.skip(f'{NODE} is not built (make build)', allow_module_level=True)
-vision_msgs = pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not built (make build)')
+    pytest.fail(f'{NODE} is missing: make build builds it', pytrace=False)
+try:
+    import vision_msgs.msg as vision_msgs
+except ImportError as error:
+    pytest.fail(f'vision_msgs is missing ({error}): make build builds it', pytrace=False)
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from probe_bundle import expected_boxes, write_probe_bundle  # noqa: E402
+from probe_bundle import HEIGHT, ROWS, WIDTH, expected_boxes, write_probe_bundle  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -84,9 +91,10 @@ class Listener:
         self.thread.start()
 
     def publish_damaged(self, payloads: list[bytes]) -> None:
-        """Each payload as a raw message on the camera topic, spaced well under the rate cap."""
+        """Each payload as a raw message on the camera topic (reliable: RELIABLE_CAMERA), spaced well
+        under the rate cap."""
         camera = self.node.create_publisher(Image, '/camera/image_rect',
-                                            QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+                                            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         wait_for(lambda: camera.get_subscription_count() > 0, 30, 'the node subscribing to the camera')
         time.sleep(0.5)  # discovery completes both ways a little after the match is seen
         for payload in payloads:
@@ -202,8 +210,9 @@ def assert_probe_answer(msg: Any, width: int, height: int) -> None:
 def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_env, listener):
     model = write_probe_bundle(tmp_path / 'bundle')
     # warmed up for both camera sizes of this test (torch_cuda would capture a graph for each)
-    node = start_node(deployment(tmp_path, model, runtime__warmup_images='640x480 rgb8, 1280x720 bgr8'),
-                      ros_env)
+    node = start_node(deployment(tmp_path, model, runtime__warmup_images='640x480 rgb8, 1280x720 bgr8',
+                                 ros_integration__qos_profile=RELIABLE_CAMERA), ros_env)
+    reliable = {'reliability': 'reliable', 'depth': '10'}
     try:
         wait_for(lambda: listener.labels, 60, 'LabelInfo from the node', node)
         assert [c.class_name for c in listener.labels[0].class_map] == ['cup', 'bottle', 'box']
@@ -215,11 +224,13 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
             frames += [bad, *vga, *hd]
             kinds += [name] + ['vga'] * len(vga) + ['hd'] * len(hd)
         # 10 Hz: far below the cap, so no frame of this phase is dropped by the node's own choice
-        sent = publish(frames, tmp_path, ros_env, 'mixed', rate=10.0)
-        # a burst at 10x the camera rate, then the camera again
-        burst = publish(vga * 15, tmp_path, ros_env, 'burst', rate=300.0)
+        sent = publish(frames, tmp_path, ros_env, 'mixed', rate=10.0, **reliable)
         listener.publish_damaged(damaged_payloads())
-        after = publish(vga * 5, tmp_path, ros_env, 'after')
+        time.sleep(1.5)  # three diagnostics periods: the counts below include every frame so far
+        counted = listener.last_status()
+        # a burst at 10x the camera rate, then the camera again
+        burst = publish(vga * 15, tmp_path, ros_env, 'burst', rate=300.0, **reliable)
+        after = publish(vga * 5, tmp_path, ros_env, 'after', **reliable)
         time.sleep(1.5)
         answers = listener.by_stamp()
 
@@ -242,20 +253,33 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
         assert burst_answers <= allowed, f'{burst_answers} of {len(burst)} burst frames in {seconds:.2f} s'
         assert sum(s['stamp_ns'] in answers for s in after) >= 0.8 * len(after)
 
+        # Nothing of the bad input is lost on the reliable link, so every bad frame is counted: 6
+        # bad images + 3 damaged payloads, 1 backend crash. Only the node's newest-wins slot may
+        # replace one before it is looked at, when the node is descheduled (counted as newer_frame).
+        replaced = int(counted.get('dropped.newer_frame', 0))
+        bad_images, crashes = int(counted.get('errors.bad_image', 0)), int(counted.get('errors.backend', 0))
+        print(f'bad input: {bad_images} bad images, {crashes} backend crash counted; {replaced} replaced')
+        assert 9 - replaced <= bad_images <= 9 and 1 - replaced <= crashes <= 1, counted
+        assert bad_images + crashes >= 10 - replaced, counted
         status = listener.last_status()
-        assert status['errors.bad_image'] == '9' and status['errors.backend'] == '1', status
+        # the good frames after it add no error
+        assert (int(status.get('errors.bad_image', 0)), int(status.get('errors.backend', 0))) == \
+            (bad_images, crashes), status
         assert int(status['dropped.rate_cap']) >= 0.5 * (len(burst) - allowed), status
         assert status['backend'].startswith('onnxruntime') and status['degraded'] == 'false'
     finally:
         output = stop_node(node)
     assert node.returncode == 0, output
-    for bad in ('is not supported', 'shorter than step x height', 'is smaller than width x channels',
-                'outside 1..16384', 'is_bigendian is set', 'failed on this frame',
-                # the three damaged payloads share one throttled kind: the first is logged, all counted
-                'message skipped: serialized message ends at byte 20, inside a field'):
-        assert bad in output, f'no error log for {bad!r}:\n{output}'
+    kinds_logged = [bad for bad in (
+        'is not supported', 'shorter than step x height', 'is smaller than width x channels',
+        'outside 1..16384', 'is_bigendian is set', 'failed on this frame',
+        # the three damaged payloads share one throttled kind: the first is logged, all counted
+        'skipped: serialized message ends at byte 20, inside a field') if bad in output]
+    # every kind counted is logged: all 7 unless the slot replaced some (at most one kind each)
+    assert len(kinds_logged) >= 7 - replaced, f'error logs only for {kinds_logged}:\n{output}'
     monitoring = json.loads((tmp_path / 'monitoring.json').read_text())
-    assert monitoring['frames_processed'] >= len(answered) and monitoring['errors_total'] == 10
+    assert monitoring['frames_processed'] >= len(answered)
+    assert monitoring['errors_total'] == bad_images + crashes, monitoring
     assert set(json.loads((tmp_path / 'profile.json').read_text())['stages']) == {
         'handoff', 'convert', 'preprocess', 'infer', 'postprocess', 'publish'}
     log = (tmp_path / 'node.log').read_text()
@@ -268,15 +292,18 @@ def test_node_answers_every_frame_exactly_and_survives_bad_input(tmp_path, ros_e
 @pytest.mark.slow
 def test_fallback_degraded_mode_watchdog_and_debug_image(tmp_path, ros_env, listener):
     """A corrupt model.onnx falls back to model.ts; an impossible deadline degrades; silence is reported."""
-    torch = pytest.importorskip('torch')
-    model = write_probe_bundle(tmp_path / 'bundle')
+    import torch  # requirements/python.txt; the node's TorchScript backend needs it too
     from test_backends import write_torchscript  # the probe's rows as TorchScript
-    write_torchscript(model.parent)
+    model = write_probe_bundle(tmp_path / 'bundle')
+    fallback = write_torchscript(model.parent)
     model.write_bytes(b'corrupt')
+    # The boxes asserted below prove the fallback only if model.ts answers the probe's rows, like
+    # the ONNX it replaces: a model.ts that loads but answers anything else would pass unnoticed.
+    rows = torch.jit.load(str(fallback))(torch.zeros(1, 3, HEIGHT, WIDTH))
+    np.testing.assert_array_equal(rows.numpy(), ROWS[None])
     params = deployment(tmp_path, model, safety__max_inference_time=1e-6, safety__overrun_limit=2,
                         safety__watchdog_timeout=0.5, ros_integration__debug_image_topic='/debug',
                         runtime__inference_frequency=0)
-    assert torch.__version__
     node = start_node(params, ros_env)
     try:
         wait_for(lambda: listener.labels, 60, 'LabelInfo from the node', node)
@@ -303,7 +330,7 @@ def test_fallback_degraded_mode_watchdog_and_debug_image(tmp_path, ros_env, list
 
 
 @pytest.mark.parametrize(('change', 'message'), [
-    ({'model': 'missing'}, 'no model.json'),
+    ({'model': 'missing'}, 'model.onnx does not exist'),
     ({'model': 'corrupt'}, 'no backend could load the model'),
     ({'runtime__inference_frequency': 'fast'}, 'runtime.inference_frequency: expected float'),
     ({'runtime__inference_frequncy': 30}, "unknown parameter(s) ['runtime.inference_frequncy']"),
@@ -314,7 +341,7 @@ def test_start_up_errors_exit_with_a_clear_message(tmp_path, ros_env, change, me
     params = deployment(tmp_path, model)
     # edit the generated file: the node must catch what a hand-written params file gets wrong
     document = yaml.safe_load(params.read_text())
-    values = document['isaac_trt_perception']['ros__parameters']
+    (values,) = [node['ros__parameters'] for node in document.values()]  # one node's, any key
     kind = change.pop('model', None)
     if kind == 'corrupt':
         model.write_bytes(b'corrupt')
@@ -332,8 +359,9 @@ def test_start_up_errors_exit_with_a_clear_message(tmp_path, ros_env, change, me
 
 @pytest.mark.slow
 def test_shipped_model_detects_the_objects(tmp_path, ros_env, listener):
-    if not SHIPPED.is_file():
-        pytest.skip(f'{SHIPPED} is not there yet (perception-train + perception-export write it)')
+    if not SHIPPED.is_file():  # in git: missing means a broken checkout
+        pytest.fail(f'{SHIPPED} is missing: it is shipped in git (git checkout models/detector, or '
+                    'make train to reproduce it)', pytrace=False)
     node = start_node(deployment(tmp_path, SHIPPED), ros_env)
     try:
         wait_for(lambda: listener.labels, 60, 'LabelInfo from the node', node)
@@ -377,7 +405,8 @@ def test_build_on_start_tries_the_builder_and_keeps_a_fallback(tmp_path, ros_env
     engine = model.parent / 'model.engine'
     params = deployment(tmp_path, model, model__build_on_start=True)
     document = yaml.safe_load(params.read_text())
-    document['isaac_trt_perception']['ros__parameters']['model']['path'] = str(engine)
+    (values,) = [node['ros__parameters'] for node in document.values()]
+    values['model']['path'] = str(engine)
     params.write_text(yaml.safe_dump(document))
     node = start_node(params, ros_env)
     try:

@@ -218,8 +218,7 @@ def test_robot_side_imports_no_off_robot_package() -> None:
 
 @pytest.mark.parametrize('module', ENTRY_MODULES)
 def test_entry_module_imports_with_runtime_requirements_only(module: str, import_failures) -> None:
-    if module not in _module_files():
-        pytest.skip(f'{module} does not exist yet (the engine build API moving into perception_core)')
+    assert module in _module_files(), f'{module}: no such module in src/ (a robot-side entry point moved?)'
     assert module not in import_failures, import_failures[module][1]
 
 

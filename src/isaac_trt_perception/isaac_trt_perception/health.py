@@ -23,8 +23,11 @@ class Health:
     frame intake's rate cap, which the fallback and the memory guard lower."""
 
     def __init__(self, values: Mapping[str, Any], platform: Platform, detector: Detector,
-                 selection: Selection, *, log: NodeLog, now: float) -> None:
+                 selection: Selection, *, input_topic: str, log: NodeLog, now: float) -> None:
+        """``input_topic`` is the subscription's resolved name (namespace and remapping applied),
+        the one the camera must publish on, so the watchdog's words name it."""
         self.values = values
+        self.input_topic = input_topic
         self.log = log
         self.detector = detector
         self.memory_limit = platform.memory_limit
@@ -74,7 +77,7 @@ class Health:
         if level == self._watchdog_level:
             return False
         age = self.watchdog.age(now)
-        topic = self.values['ros_integration.input_topic']
+        topic = self.input_topic
         if level == Watchdog.OK:
             self.log.info(f'{topic}: images arriving again')
         elif level == Watchdog.WARN:
@@ -92,7 +95,7 @@ class Health:
         return diagnostics.State(
             backend=f'{self.detector.backend.name}: {self.detector.backend.description}',
             backend_failures=self.backend_failures, watchdog_level=self.watchdog.level(now),
-            input_age_s=self.watchdog.age(now), input_topic=self.values['ros_integration.input_topic'],
+            input_age_s=self.watchdog.age(now), input_topic=self.input_topic,
             degraded=self.fallback.degraded, processing_rate_hz=self.fallback.rate_hz,
             overruns=self.fallback.overruns, memory_over=rss > self.memory_limit, rss_bytes=rss,
             memory_limit_bytes=self.memory_limit, gpu_memory_bytes=gpu,

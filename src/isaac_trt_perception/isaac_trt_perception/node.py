@@ -37,6 +37,7 @@ from .messages import label_info, vision_types
 from .node_log import NodeLog, severity
 from .processing import FrameProcessor
 from .reporting import Reports
+from .shutdown import StopRequest, init_ros
 from .startup import StartupError
 
 DEFAULT_NAME = 'isaac_trt_perception'
@@ -46,12 +47,20 @@ class DetectionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(DEFAULT_NAME, **kwargs)
         self.values = v = self._read_parameters()
-        self.log = NodeLog(self.get_logger(), DEFAULT_NAME, v['logging.log_path'], v['logging.level'])
+        # Several instances may run from one YAML (-r __node:=cam_left, namespaces): each names
+        # itself in its files, log lines and /diagnostics by its fully qualified name.
+        fqn = self.get_fully_qualified_name()
+        startup.instance_values(v, fqn)
+        self.log = NodeLog(self.get_logger(), f'{DEFAULT_NAME}:{fqn}', v['logging.log_path'],
+                           v['logging.level'], node=fqn)
         self.get_logger().set_level(severity(v['logging.level']))
         if v['ros_integration.node_name'] != self.get_name():
-            self.log.warn(f'ros_integration.node_name is {v["ros_integration.node_name"]!r} but this node '
-                          f'runs as {self.get_name()!r} (start it with -r __node:=NAME or the launch file)')
+            # a renamed instance (one of several cameras) is intended, not a mistake: say it, no warning
+            self.log.info(f'running as {fqn} (ros_integration.node_name is '
+                          f'{v["ros_integration.node_name"]!r}; renamed by -r __node:= or not started by '
+                          'the launch file)')
         platform = startup.check_platform(v, self.log)
+        v['model.path'] = startup.model_path(v)
         self.detector, selection = startup.load_detector(v, len(platform.cores), self.log)
         startup.require_memory(v, platform)
         cores = startup.pin_cores(v)
@@ -64,9 +73,13 @@ class DetectionNode(Node):
             self.log.warn(warning)
         path = check.path(types, classes)
 
+        # the names the topics really have here (namespace and -r remapping applied), for the logs
+        input_topic = self.resolve_topic_name(v['ros_integration.input_topic'])
+        output_topic = self.resolve_topic_name(v['ros_integration.output_topic'])
         self.monitor = Monitor(STAGES)
-        self.health = Health(v, platform, self.detector, selection, log=self.log, now=time.monotonic())
-        self.reports = Reports(v, self.get_name(), self.monitor, self.log)
+        self.health = Health(v, platform, self.detector, selection, input_topic=input_topic, log=self.log,
+                             now=time.monotonic())
+        self.reports = Reports(v, fqn, self.monitor, self.log)
         profile = qos.profile(QosSpec.of(v))
         detections_pub = self.create_publisher(types.Detection2DArray, v['ros_integration.output_topic'],
                                                profile)
@@ -78,7 +91,7 @@ class DetectionNode(Node):
         debug_pub = self.create_publisher(Image, debug_topic, profile) if debug_topic else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        processor = FrameProcessor(v, self.detector, self.health, self.monitor, path,
+        processor = FrameProcessor(v, self.detector, self.health, self.monitor, path, input_topic=input_topic,
                                    detections_pub=detections_pub, debug_pub=debug_pub, clock=self.get_clock(),
                                    log=self.log)
         self.latest = LatestFrame(self.monitor, self.health.watchdog, self.health.rate, processor.process)
@@ -91,7 +104,7 @@ class DetectionNode(Node):
             self.create_timer(min(1.0, v['safety.watchdog_timeout'] / 4), self._check_watchdog)
         self.add_on_set_parameters_callback(self._refuse_changes)
         spec = self.detector.bundle.input
-        self.log.info(f'{v["ros_integration.input_topic"]} -> {v["ros_integration.output_topic"]}: '
+        self.log.info(f'{input_topic} -> {output_topic}: '
                       f'{len(classes)} classes, input {spec.width}x{spec.height} {spec.resize}, rate cap '
                       f'{v["runtime.inference_frequency"]:g} Hz, cores {cores}')
 
@@ -127,8 +140,11 @@ class DetectionNode(Node):
         document = self.monitor.document(now)
         state = self.health.state(now)
         result = self.health.diagnose(document, state)
-        status = DiagnosticStatus(level=bytes([result.level]), name=f'{self.get_name()}: detector',
-                                  message=result.message, hardware_id=self.values['target_platform.model'],
+        # name and hardware_id per instance: two cameras' detectors on one device are two statuses
+        fqn = self.get_fully_qualified_name()
+        status = DiagnosticStatus(level=bytes([result.level]), name=f'{fqn}: detector',
+                                  message=result.message,
+                                  hardware_id=f'{self.values["target_platform.model"]}:{fqn}',
                                   values=[KeyValue(key=k, value=val) for k, val in result.values.items()])
         self.diagnostics_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                                      status=[status]))
@@ -157,22 +173,52 @@ def fast_executor(context: Context | None = None) -> Executor:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    stop = StopRequest()  # first thing: a Ctrl-C during rclpy.init is a stop request too
     try:
-        node = DetectionNode()
-    except StartupError as exc:
-        rclpy.logging.get_logger(DEFAULT_NAME).fatal(str(exc))
+        return _run(stop, args)
+    finally:
+        # also through the interpreter's exit, where a second Ctrl-C used to kill it (exit code -2)
+        stop.ignore_further()
+
+
+def _run(stop: StopRequest, args: list[str] | None) -> int:
+    """Start, spin until SIGINT/SIGTERM (or an external shutdown), clean up; the exit code."""
+    node = None
+    failure = ''  # the start-up error's message; the error itself would keep the half-built node
+    try:
+        with stop.interruptible():  # Ctrl-C still ends a long start-up (an engine build)
+            init_ros(args)
+            node = DetectionNode()
+    except KeyboardInterrupt:
+        pass  # the first signal; if the node is whole (it came as start-up ended), clean up below
+    except Exception as exc:
+        # A signal raises wherever start-up is, and a library may turn it into an error of its own
+        # (an import's "initialization failed"): once a signal came, that is the cause.
+        if not (stop.requested or isinstance(exc, StartupError)):
+            raise
+        failure = str(exc)
+    if node is None:
+        stop.ignore_further()
+        logger = rclpy.logging.get_logger(DEFAULT_NAME)
+        if stop.requested:
+            logger.info(f'{stop.name} during start-up: stopping' + (f' ({failure})' if failure else ''))
+        else:
+            logger.fatal(failure)
         rclpy.try_shutdown()
-        return 2
+        return 0 if stop.requested else 2
     executor = fast_executor()
     executor.add_node(node)
     try:
-        # spin_once in a loop, not spin(): the EventsExecutor's spin() misses the SIGINT shutdown
-        while rclpy.ok():
+        # spin_once in a loop, not spin(): the EventsExecutor's spin() misses the SIGINT shutdown.
+        # A signal only sets stop (it raises nothing here), seen when spin_once returns.
+        while rclpy.ok() and not stop.requested:
             executor.spin_once(timeout_sec=0.5)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
+        # launch's own SIGINT (then SIGTERM) follows the terminal's into this cleanup: ignored, so
+        # the final files are written and the backend closed whatever arrives now
+        stop.ignore_further()
         node.close()
         executor.shutdown()
         node.destroy_node()

@@ -22,7 +22,11 @@ def severity(level: str) -> LoggingSeverity:
 class NodeLog:
     """The ROS logger, mirrored to ``logging.log_path``, with per-kind throttling of errors."""
 
-    def __init__(self, ros_logger: RcutilsLogger, name: str, path: str, level: str) -> None:
+    def __init__(self, ros_logger: RcutilsLogger, name: str, path: str, level: str, *,
+                 node: str = '') -> None:
+        """``name`` names the Python logger behind the file (one per node: the ROS logger's name);
+        ``node``, the fully qualified node name, starts every file line after the level, as the
+        ROS console names the node, so the lines of two instances are told apart."""
         self.ros = ros_logger
         self.file = logging.getLogger(name)
         self.file.propagate = False
@@ -30,7 +34,8 @@ class NodeLog:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             handler = logging.FileHandler(path)
-            handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+            who = f'[{node}] ' if node else ''
+            handler.setFormatter(logging.Formatter(f'%(asctime)s %(levelname)s {who}%(message)s'))
             handler.setLevel(logging.DEBUG if level == 'DEBUG' else logging.INFO)
             self.file.addHandler(handler)
         self._last: dict[str, float] = {}

@@ -31,8 +31,9 @@ from .node_log import NodeLog
 
 class FrameProcessor:
     def __init__(self, values: Mapping[str, Any], detector: Detector, health: Health, monitor: Monitor,
-                 path: MessagePath, *, detections_pub: Publisher, debug_pub: Publisher | None,
-                 clock: Clock, log: NodeLog) -> None:
+                 path: MessagePath, *, input_topic: str, detections_pub: Publisher,
+                 debug_pub: Publisher | None, clock: Clock, log: NodeLog) -> None:
+        """``input_topic``: the subscription's resolved (remapped) name, which the log lines name."""
         self.detector = detector
         self.monitor = monitor
         self.read = path.read
@@ -42,7 +43,7 @@ class FrameProcessor:
         self.clock = clock
         self.log = log
         self.classes = detector.bundle.classes
-        self.topic = values['ros_integration.input_topic']
+        self.topic = input_topic
         self.frame_id = values['ros_integration.frame_id_override']
         self.detailed = values['logging.enable_detailed_logging']
         self._record = health.fallback.record
@@ -64,7 +65,9 @@ class FrameProcessor:
             frame = frame_from_fields(**fields)
         except ImageError as exc:
             self.monitor.errors['bad_image'] += 1
-            self.log.throttled(f'bad_image.{exc.field}', f'{self.describe(header)} skipped: {exc}',
+            # the header read before the failure, where the reader kept one (the payload's own)
+            self.log.throttled(f'bad_image.{exc.field}',
+                               f'{self.describe(getattr(exc, "header", None) or header)} skipped: {exc}',
                                time.monotonic())
             return
         converted = time.perf_counter()

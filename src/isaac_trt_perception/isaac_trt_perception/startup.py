@@ -14,11 +14,12 @@ from sensor_msgs.msg import Image
 
 from perception_core import resources
 from perception_core.backends import BackendOptions, EngineUnusable
-from perception_core.backends.select import NoBackend, Selection, model_file
-from perception_core.bundle import Bundle, BundleError
+from perception_core.backends.select import ENGINE_SUFFIXES, NoBackend, Selection, model_file
+from perception_core.bundle import MODEL_JSON, Bundle, BundleError
 from perception_core.convert import ENCODINGS, frame_from_fields
+from perception_core.deployment import PACKAGE_SCHEME, resolve_model_path
 from perception_core.detector import Detector, open_detector
-from perception_core.params import parse_memory_size, parse_warmup_images
+from perception_core.params import INSTANCE_PATHS, instance_path, parse_memory_size, parse_warmup_images
 
 from .cdr_check import MessagePath
 from .node_log import NodeLog
@@ -36,6 +37,32 @@ class Platform:
     cores: list[int]             # the cores of resources.cpu_affinity this machine has
     memory_limit: int            # resources.memory_limit in bytes
     power_mode: str | None       # the Jetson's active power mode; None off a Jetson
+
+
+def instance_values(values: dict[str, Any], fully_qualified_name: str) -> None:
+    """Fill in the output paths' {node}/{name}/{namespace} for this node, in place, so every
+    instance started from one YAML writes files of its own."""
+    for key in INSTANCE_PATHS:
+        values[key] = instance_path(values[key], fully_qualified_name)
+
+
+def model_path(values: Values) -> str:
+    """model.path as a file that exists: a params file written by perception-params holds it
+    absolute already; the parameter's own default (no params file, or one for another node) is a
+    package:// path, resolved here the same way. A missing engine in an existing bundle is fine
+    (model.build_on_start builds it, else the fallback chain runs)."""
+    value = str(values['model.path'])
+    try:
+        path = resolve_model_path(value, Path.cwd())
+    except ValueError as exc:
+        raise StartupError(f'model.path not resolved: {exc}') from exc
+    shown = f'{path} (from {value})' if value.startswith(PACKAGE_SCHEME) else str(path)
+    if not path.exists():
+        engine_to_come = (path.suffix.lower() in ENGINE_SUFFIXES
+                          and (path.parent / MODEL_JSON).is_file())
+        if not engine_to_come:
+            raise StartupError(f'model.path {shown} does not exist')
+    return str(path)
 
 
 def check_platform(values: Values, log: NodeLog) -> Platform:

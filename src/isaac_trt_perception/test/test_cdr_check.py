@@ -13,17 +13,24 @@ from perception_core.cdr import DetectionArrays, Header, read_image
 from perception_core.convert import frame_from_fields
 from perception_core.decode import Detections
 
-serialization = pytest.importorskip('rclpy.serialization', reason='rclpy is not installed (make setup)')
-pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not built (make build)')
+# make test promises both (rclpy from the ROS 2 wheels, vision_msgs built by make): missing is a failure
+try:
+    from rclpy import serialization
+except ImportError as error:
+    pytest.fail(f'rclpy is missing ({error}): make setup installs the ROS 2 wheels', pytrace=False)
+try:
+    import vision_msgs.msg  # noqa: F401
+except ImportError as error:
+    pytest.fail(f'vision_msgs is missing ({error}): make build builds it', pytrace=False)
 
-from isaac_trt_perception.cdr_check import (  # noqa: E402
+from isaac_trt_perception.cdr_check import (
     CdrCheck,
     detection_difference,
     image_difference,
     sample_detections,
     sample_image,
 )
-from isaac_trt_perception.messages import DetectionMessages, image_fields, vision_types  # noqa: E402
+from isaac_trt_perception.messages import DetectionMessages, image_fields, vision_types
 
 CLASSES = ['cup', 'bottle', 'box', 'hammer_with_a_long_name']
 

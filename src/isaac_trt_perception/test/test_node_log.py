@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip('rclpy', reason='rclpy is not installed (make setup)')
-
-from rclpy.logging import LoggingSeverity, get_logger
+try:  # make test promises rclpy (the ROS 2 wheels): missing is a failure
+    from rclpy.logging import LoggingSeverity, get_logger
+except ImportError as error:
+    pytest.fail(f'rclpy is missing ({error}): make setup installs the ROS 2 wheels', pytrace=False)
 
 from isaac_trt_perception.node_log import NodeLog, severity
 from perception_core.params import LOG_LEVELS

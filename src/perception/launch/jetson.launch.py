@@ -1,11 +1,14 @@
 """Start the isaac_trt_perception node as config/jetson_deployment.yaml describes it.
 
     ros2 launch perception jetson.launch.py [config:=FILE] [model:=PATH] [log_level:=LEVEL]
-                                            [namespace:=NS] [use_sim_time:=true]
+                                            [namespace:=NS] [use_sim_time:=true] [params_dir:=DIR]
 
 Everything is decided by ``perception.launch_plan`` (tested without ``launch``); this file only
 turns the plan into launch actions. It uses launch APIs that exist in Humble, Jazzy and Kilted.
-The node has no process prefix: it pins its own threads to resources.cpu_affinity.
+The node has no process prefix: it pins its own threads to resources.cpu_affinity, and launch
+labels its output with the node's name (exec_name). The generated params file is written to
+params_dir:= and kept, or to a temporary folder that is removed when the node exits or launch
+shuts down.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -27,6 +31,8 @@ ARGUMENTS = (
     ('log_level', '', 'Replace logging.level (DEBUG, INFO, WARN, ERROR, FATAL); empty = the YAML\'s'),
     ('namespace', '', 'Namespace of the node (absolute topics in the YAML stay absolute)'),
     ('use_sim_time', 'false', 'Use /clock (e.g. with ros2 bag play --clock)'),
+    ('params_dir', '', 'Folder for the generated params file, kept; empty = a temporary folder, '
+     'removed when the node exits'),
 )
 
 
@@ -35,12 +41,21 @@ def _plan_to_actions(context, *args, **kwargs):
         return LaunchConfiguration(name).perform(context)
 
     plan = make_plan(arg('config'), model=arg('model'), log_level=arg('log_level'),
-                     namespace=arg('namespace'), use_sim_time=arg('use_sim_time').lower() == 'true')
+                     namespace=arg('namespace'), use_sim_time=arg('use_sim_time').lower() == 'true',
+                     params_dir=arg('params_dir') or None)
     node = Node(
         package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace or None,
-        parameters=[str(plan.params_file)], arguments=['--ros-args', *plan.ros_arguments],
-        additional_env=plan.env, output='screen', emulate_tty=True)
-    return [LogInfo(msg=describe(plan)), node]
+        exec_name=plan.node_name, parameters=[str(plan.params_file)],
+        arguments=['--ros-args', *plan.ros_arguments], additional_env=plan.env, output='screen',
+        emulate_tty=True)
+
+    def remove_params(*_args, **_kwargs):
+        plan.remove_params()  # the node read the file at start; a temporary folder goes with it
+
+    cleanup = [RegisterEventHandler(OnProcessExit(target_action=node, on_exit=[
+                   OpaqueFunction(function=remove_params)])),
+               RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(function=remove_params)]))]
+    return [LogInfo(msg=describe(plan)), *cleanup, node]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -6,7 +6,9 @@
 3. replay the bag at its recorded 30 Hz and record the node's answers;
 4. evaluate: mAP, latency, dropped frames, report with plots and an annotated video.
 
-Everything runs on a ROS domain of its own, on this host only, so it never talks to a robot.
+Everything runs on a ROS domain of its own, on this host only, so it never talks to a robot, and
+the node's profile, monitoring and log files go under ``--out`` (``node/``), so a node of the same
+name running elsewhere on this machine cannot be mistaken for the demo's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from perception.bag.evaluate import evaluate
 from perception.bag.record import record_synthetic
 from perception.bag.replay import deployment_topics, replay
 from perception.bag.report import summary_table, write_report
-from perception.launch_plan import make_plan
+from perception.launch_plan import LaunchPlan, make_plan
 from perception.middleware import middleware_environment
 from perception.node_process import running_node
 from perception_core.qos import QosSpec
@@ -42,11 +44,23 @@ def isolated_environment() -> dict[str, str]:
     return {**middleware_environment(localhost_only=True), 'ROS_DOMAIN_ID': str(100 + os.getpid() % 100)}
 
 
+# The node's own files, placed in the demo's folder; {node} as in the YAML's default.
+NODE_FILES = {'runtime.profile_output_path': 'node/{node}/inference_profile.json',
+              'runtime.monitoring_output_path': 'node/{node}/performance_metrics.json',
+              'logging.log_path': 'node/{node}/jetson_deployment.log'}
+
+
+def demo_plan(out: Path, config: Path, model: str | None) -> LaunchPlan:
+    """The launch plan with the node's files under ``out`` instead of the YAML's /tmp paths."""
+    return make_plan(config, model=model, params_dir=out / 'launch',
+                     overrides={key: str(out / path) for key, path in NODE_FILES.items()})
+
+
 def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str) -> dict:
     from perception_core.bundle import BundleError, load_bundle
 
     started = time.monotonic()
-    plan = make_plan(config, model=model, params_dir=out / 'launch')
+    plan = demo_plan(out, config, model)
     try:
         bundle = load_bundle(str(plan.config['model.path']))
     except BundleError as exc:
@@ -63,7 +77,7 @@ def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str
     with running_node(plan, out / 'node.log', env):
         summary = replay(bag.path, out / 'answers', qos=QosSpec.of(values), storage=storage, **topics)
     evaluation = evaluate(bag.path, summary.output, **topics)
-    backend = node_backend(Path(str(values['runtime.monitoring_output_path'])))
+    backend = node_backend(plan.output_path('runtime.monitoring_output_path'), plan.fully_qualified_name)
     paths = write_report(evaluation, out / 'report', image_topic=topics['image_topic'], fps=bag.fps,
                          context={'backend': backend, 'model': str(values['model.path']),
                                   'config': str(plan.config.source)})
@@ -71,11 +85,15 @@ def run(out: Path, *, config: Path, model: str | None, frames: int, storage: str
             'seconds': time.monotonic() - started}
 
 
-def node_backend(monitoring_file: Path) -> str:
-    """The backend the node reported in its monitoring file (written at shutdown)."""
+def node_backend(monitoring_file: Path, node: str) -> str:
+    """The backend the node ``node`` (fully qualified) reported in its monitoring file (written at
+    shutdown); a file another node wrote does not count."""
     try:
-        return str(json.loads(monitoring_file.read_text())['backend'])
-    except (OSError, ValueError, KeyError):
+        document = json.loads(monitoring_file.read_text())
+        if document.get('node') != node:
+            return f'unknown ({monitoring_file} was written by {document.get("node")!r}, not {node})'
+        return str(document['backend'])
+    except (OSError, ValueError, KeyError, AttributeError):
         return 'unknown (no monitoring file)'
 
 

@@ -10,6 +10,11 @@ launcher for robots, which use the launch file.
 CPU pinning (resources.cpu_affinity) is the node's own: it reaches the node as a parameter and the
 node pins its threads, so ``ros2 run`` and ``ros2 launch`` pin alike and no process prefix exists.
 
+The params file goes where ``params_dir`` says, kept; without one, into a new temporary folder
+that the plan owns: :meth:`LaunchPlan.remove_params` deletes it once the node has exited (the
+launch file on the node's exit, ``perception.node_process`` when it stops the node), so launches
+leave no ``perception_launch_*`` folders behind.
+
 Building a TensorRT engine at start (model.build_on_start, model.rebuild_on_mismatch) is the
 node's own first step, where the GPU and TensorRT version are known, so ``ros2 run`` and
 ``ros2 launch`` behave the same and the rule for "this engine fits" lives in one place.
@@ -18,15 +23,17 @@ node's own first step, where the GPU and TensorRT version are known, so ``ros2 r
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from perception.middleware import middleware_environment
-from perception.params import node_key, write_params_file
+from perception.params import write_params_file
 from perception_core.backends.select import ENGINE_SUFFIXES
 from perception_core.deployment import ConfigError, DeploymentConfig, load_config
-from perception_core.params import LOG_LEVELS, ParameterError, by_name, check_value
+from perception_core.params import LOG_LEVELS, ParameterError, by_name, check_value, instance_path
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,22 @@ class LaunchPlan:
     ros_arguments: tuple[str, ...]           # after --ros-args, besides the params file
     env: dict[str, str]                      # added to the node's environment
     notes: tuple[str, ...] = field(default=())  # what the plan changed from the YAML, for the log
+    temporary_dir: Path | None = None        # the params file's folder when the plan made it
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return f'{self.namespace}/{self.node_name}'
+
+    def output_path(self, key: str) -> Path:
+        """Where the node writes runtime.*_output_path or logging.log_path: the YAML's path with
+        {node}/{name}/{namespace} filled in as the node does it."""
+        return Path(instance_path(str(self.config[key]), self.fully_qualified_name))
+
+    def remove_params(self) -> None:
+        """Delete the params file's folder if the plan made it (a params_dir given is kept); for
+        after the node exited, since the node reads the file at start only."""
+        if self.temporary_dir is not None:
+            shutil.rmtree(self.temporary_dir, ignore_errors=True)
 
     def command(self, executable: str | Path) -> list[str]:
         """The node's full command line, as launch_ros would assemble it."""
@@ -66,35 +89,47 @@ def normalize_namespace(namespace: str) -> str:
 
 def make_plan(config_path: str | Path, *, model: str | None = None, log_level: str | None = None,
               namespace: str = '', use_sim_time: bool = False, params_dir: str | Path | None = None,
-              middleware_config_dir: str | Path | None = None) -> LaunchPlan:
+              middleware_config_dir: str | Path | None = None,
+              overrides: Mapping[str, object] | None = None) -> LaunchPlan:
     """Plan the node's start from the YAML and the launch arguments (empty = take the YAML's).
 
-    ``params_dir`` receives the params file (default: a new temporary folder);
-    ``middleware_config_dir`` holds the Fast DDS profile (default: the installed one).
+    ``params_dir`` receives the params file (default: a new temporary folder, removed by
+    :meth:`LaunchPlan.remove_params`); ``middleware_config_dir`` holds the Fast DDS profile
+    (default: the installed one); ``overrides`` replaces parameters by dotted name (checked).
     """
     config = load_config(config_path, model_override=model or None)
     notes: list[str] = []
+    known = by_name()
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            raise ConfigError(f'{name}: unknown parameter')
+        try:
+            config.values[name] = check_value(known[name], value)
+        except ParameterError as exc:
+            raise ConfigError(str(exc)) from exc
     if log_level:
         try:
             config.values['logging.level'] = check_value(by_name()['logging.level'], log_level.upper())
         except ParameterError as exc:
             raise ConfigError(f'log_level:= (launch argument): {exc}') from exc
     namespace = normalize_namespace(namespace)
-    directory = (Path(params_dir).resolve() if params_dir
-                 else Path(tempfile.mkdtemp(prefix='perception_launch_')))
+    temporary = None if params_dir else Path(tempfile.mkdtemp(prefix='perception_launch_'))
+    directory = Path(params_dir).resolve() if params_dir else temporary
     params_file = write_params_file(config, directory / f'{config.node_name}.params.yaml',
-                                    namespace, use_sim_time)
+                                    use_sim_time=use_sim_time)
     ros_arguments = ('--log-level', LOG_LEVELS[str(config['logging.level'])])
     return LaunchPlan(config=config, node_name=config.node_name, namespace=namespace,
                       params_file=params_file, ros_arguments=ros_arguments,
-                      env=middleware_environment(middleware_config_dir), notes=tuple(notes))
+                      env=middleware_environment(middleware_config_dir), notes=tuple(notes),
+                      temporary_dir=temporary)
 
 
 def describe(plan: LaunchPlan) -> str:
     """A short, human-readable summary for the launch log."""
-    lines = [f'node {node_key(plan.node_name, plan.namespace)} from {plan.config.source}',
+    lines = [f'node {plan.fully_qualified_name} from {plan.config.source}',
              f'model {plan.config["model.path"]} (backend {plan.config["model.backend"]})',
-             f'params file {plan.params_file}',
+             f'params file {plan.params_file}'
+             + (' (removed when the node exits)' if plan.temporary_dir else ''),
              f'CPU pinning by the node: resources.cpu_affinity {plan.config["resources.cpu_affinity"]} '
              '(the cores this machine has)']
     if Path(str(plan.config['model.path'])).suffix in ENGINE_SUFFIXES and plan.config['model.build_on_start']:

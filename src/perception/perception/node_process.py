@@ -4,7 +4,8 @@ launch file, which turns the same :class:`LaunchPlan` into a launch_ros ``Node``
 
 Runs :meth:`LaunchPlan.command` with the plan's environment (what ``ros2 launch`` would do for
 the node alone), logs to a file, and stops it with SIGINT as launch does, so the node shuts down
-cleanly and writes its profile and monitoring files.
+cleanly and writes its profile and monitoring files. Once the node has exited, the plan's temporary
+params folder is removed (``LaunchPlan.remove_params``), as the launch file does.
 """
 
 from __future__ import annotations
@@ -59,3 +60,4 @@ def running_node(plan: LaunchPlan, log_path: str | Path, env: dict[str, str] | N
                 log.warning('the node did not stop within %g s of SIGINT; killing it', STOP_TIMEOUT)
                 process.kill()
                 process.wait()
+        plan.remove_params()

@@ -1,7 +1,9 @@
 """Deployment YAML -> standard ROS 2 parameters file for the isaac_trt_perception node.
 
-The file is ``{<node>: {ros__parameters: <deployment_config, every key, model.path absolute>}}``;
-ROS 2 flattens the nested sections into the node's dotted parameter names. So
+The file is ``{/**: {ros__parameters: <deployment_config, every key, model.path absolute>}}``;
+ROS 2 flattens the nested sections into the node's dotted parameter names. ``/**`` matches any node
+name in any namespace, so one file starts every instance of a robot with several cameras
+(``-r __node:=cam_left``, ``-r __ns:=/left``); ``--node NAME`` keys it to one node instead. So
 
     perception-params config/jetson_deployment.yaml -o params.yaml
     ros2 run isaac_trt_perception isaac_trt_perception_node --ros-args --params-file params.yaml
@@ -35,12 +37,17 @@ def node_key(node_name: str, namespace: str = '') -> str:
     return f'/{namespace}/{node_name}' if namespace else node_name
 
 
-def ros_parameters(config: DeploymentConfig, namespace: str = '',
-                   use_sim_time: bool = False) -> dict[str, Any]:
-    """The params-file document for ``config``."""
+ANY_NODE = '/**'  # rcl's wildcard: every node name, in every namespace
+
+
+def ros_parameters(config: DeploymentConfig, namespace: str = '', use_sim_time: bool = False, *,
+                   node: str | None = None) -> dict[str, Any]:
+    """The params-file document for ``config``: for any node (the default), or keyed to ``node``
+    in ``namespace`` only (a file that several different nodes of one process share)."""
     parameters = config.nested()
     parameters['use_sim_time'] = use_sim_time
-    return {node_key(config.node_name, namespace): {'ros__parameters': parameters}}
+    key = node_key(node, namespace) if node else ANY_NODE
+    return {key: {'ros__parameters': parameters}}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -57,8 +64,8 @@ def dump_parameters(document: dict[str, Any]) -> str:
 
 
 def write_params_file(config: DeploymentConfig, path: str | Path, namespace: str = '',
-                      use_sim_time: bool = False) -> Path:
-    return write_text(path, dump_parameters(ros_parameters(config, namespace, use_sim_time)))
+                      use_sim_time: bool = False, *, node: str | None = None) -> Path:
+    return write_text(path, dump_parameters(ros_parameters(config, namespace, use_sim_time, node=node)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('config', help='deployment YAML (e.g. config/jetson_deployment.yaml)')
     parser.add_argument('-o', '--output', help='params file to write; default: print to stdout')
     parser.add_argument('--model', help='replace model.path (relative to the current directory)')
-    parser.add_argument('--namespace', default='', help='namespace the node will run in')
+    parser.add_argument('--node', help='key the file to this node name only (default: /**, any node '
+                        'name and namespace, e.g. renamed with -r __node:=cam_left)')
+    parser.add_argument('--namespace', default='', help='with --node: the namespace that node runs in')
     parser.add_argument('--use-sim-time', action='store_true', help='set use_sim_time: true')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -78,11 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f'perception-params: {exc}', file=sys.stderr)
         return 2
     if args.output:
-        path = write_params_file(config, args.output, args.namespace, args.use_sim_time)
-        print(f'wrote {path} for node {node_key(config.node_name, args.namespace)} '
-              f'(model {config["model.path"]})')
+        path = write_params_file(config, args.output, args.namespace, args.use_sim_time, node=args.node)
+        target = node_key(args.node, args.namespace) if args.node else 'any node (/**)'
+        print(f'wrote {path} for {target} (model {config["model.path"]})')
     else:
-        sys.stdout.write(dump_parameters(ros_parameters(config, args.namespace, args.use_sim_time)))
+        sys.stdout.write(dump_parameters(ros_parameters(config, args.namespace, args.use_sim_time,
+                                                        node=args.node)))
     return 0
 
 

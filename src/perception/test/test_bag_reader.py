@@ -58,6 +58,10 @@ def test_truncated_bag_yields_what_precedes_the_damage(request: pytest.FixtureRe
     assert frames == sorted(frames)
     assert bag.damage is not None
     assert str(bag_path) in bag.damage and storage_file in bag.damage
+    assert bag.damage_at is not None and bag.damage_at.file == data  # where the read stopped, as fields
+    if storage_file.endswith('.mcap'):
+        # the byte where the cut record starts, and the messages of both topics before it
+        assert bag.damage_at.offset is not None and bag.damage_at.message >= len(frames)
 
 
 def test_recorder_killed_before_metadata_is_still_read(tmp_path: Path, synthetic_bag: Path) -> None:

@@ -47,7 +47,7 @@ def test_launch_arguments_override_the_yaml(tmp_path: Path) -> None:
     command = p.command('node')
     assert command[command.index('__ns:=/robot1') - 1] == '-r'
     assert command[-2:] == ['--log-level', 'warn']
-    params = yaml.safe_load(p.params_file.read_text())['/robot1/isaac_trt_perception']['ros__parameters']
+    params = yaml.safe_load(p.params_file.read_text())['/**']['ros__parameters']
     assert params['model']['path'] == str(tmp_path / 'other' / 'model.ts')
     assert params['logging']['level'] == 'WARNING'
     assert params['use_sim_time'] is True
@@ -65,7 +65,7 @@ def test_cpu_affinity_reaches_the_node_as_its_parameter_not_a_prefix(tmp_path: P
     command = p.command('/opt/node')
     assert command[0] == '/opt/node'
     assert not any('taskset' in part for part in command)
-    params = yaml.safe_load(p.params_file.read_text())['isaac_trt_perception']['ros__parameters']
+    params = yaml.safe_load(p.params_file.read_text())['/**']['ros__parameters']
     assert params['resources']['cpu_affinity'] == [0, 4096]
     assert '[0, 4096]' in describe(p) and 'taskset' not in describe(p)
 
@@ -75,3 +75,42 @@ def test_engine_build_on_start_is_announced(tmp_path: Path) -> None:
     config = deployment(tmp_path, **{'model.path': 'bundle/model.engine', 'model.build_on_start': True})
     assert 'builds the TensorRT engine first' in describe(plan(tmp_path, config))
     assert 'builds the TensorRT engine' not in describe(plan(tmp_path, deployment(tmp_path)))
+
+
+def test_a_temporary_params_folder_is_removed_and_a_given_one_kept(tmp_path: Path) -> None:
+    """Without params_dir the plan makes a perception_launch_* folder and removes it once the node
+    has exited (launch file: on the node's exit; node_process: when it stops the node)."""
+    temporary = make_plan(deployment(tmp_path), middleware_config_dir=WORKSPACE / 'config')
+    assert temporary.temporary_dir == temporary.params_file.parent
+    assert temporary.temporary_dir.name.startswith('perception_launch_') and temporary.params_file.is_file()
+    assert 'removed when the node exits' in describe(temporary)
+    temporary.remove_params()
+    assert not temporary.temporary_dir.exists()
+    given = plan(tmp_path, deployment(tmp_path))
+    assert given.temporary_dir is None
+    given.remove_params()
+    assert given.params_file.is_file() and 'removed' not in describe(given)
+
+
+def test_output_paths_are_the_ones_the_node_writes(tmp_path: Path) -> None:
+    """{node}/{name}/{namespace} filled in from the planned node's fully qualified name, as the node does."""
+    config = deployment(tmp_path, **{
+        'runtime.monitoring_output_path': str(tmp_path / '{node}' / 'm_{name}.json'),
+        'logging.log_path': str(tmp_path / '{namespace}' / 'n.log')})
+    p = plan(tmp_path, config, namespace='robot/arm')
+    assert p.fully_qualified_name == '/robot/arm/isaac_trt_perception'
+    assert p.output_path('runtime.monitoring_output_path') == \
+        tmp_path / 'robot.arm.isaac_trt_perception' / 'm_isaac_trt_perception.json'
+    assert p.output_path('logging.log_path') == tmp_path / 'robot.arm' / 'n.log'
+    assert plan(tmp_path, deployment(tmp_path)).output_path('runtime.profile_output_path') == \
+        Path('/tmp/perception/isaac_trt_perception/inference_profile.json')  # the shipped default
+
+
+def test_overrides_are_checked_like_the_yaml(tmp_path: Path) -> None:
+    p = plan(tmp_path, deployment(tmp_path), overrides={'logging.log_path': str(tmp_path / 'x.log')})
+    assert yaml.safe_load(p.params_file.read_text())['/**']['ros__parameters']['logging']['log_path'] == \
+        str(tmp_path / 'x.log')
+    with pytest.raises(ConfigError, match=r'logging.log_path: \{nodes\} is not a placeholder'):
+        plan(tmp_path, deployment(tmp_path), overrides={'logging.log_path': '/tmp/{nodes}.log'})
+    with pytest.raises(ConfigError, match=r'logging\.logpath: unknown parameter'):
+        plan(tmp_path, deployment(tmp_path), overrides={'logging.logpath': '/tmp/x.log'})

@@ -61,8 +61,8 @@ def test_every_parameter_reaches_the_node_with_its_type(tmp_path: Path, config_f
 def test_params_file_shape(tmp_path: Path, config_file: Path) -> None:
     config = load_config(config_file)
     document = yaml.safe_load(write_params_file(config, tmp_path / 'p.yaml').read_text())
-    assert list(document) == ['isaac_trt_perception']
-    parameters = document['isaac_trt_perception']['ros__parameters']
+    assert list(document) == ['/**']  # any node name: -r __node:=cam_left gets the same parameters
+    parameters = document['/**']['ros__parameters']
     assert parameters['model']['path'] == config['model.path']
     assert parameters['ros_integration']['qos_profile']['reliability'] == 'best_effort'
     assert node_key('isaac_trt_perception', '/a/b/') == '/a/b/isaac_trt_perception'
@@ -72,9 +72,28 @@ def test_cli_writes_the_file_and_rejects_bad_config(tmp_path: Path, config_file:
                                                     capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / 'out' / 'params.yaml'
     assert main([str(config_file), '-o', str(out), '--model', str(tmp_path / 'x.ts')]) == 0
-    assert yaml.safe_load(out.read_text())['isaac_trt_perception']['ros__parameters']['model']['path'] == \
+    assert yaml.safe_load(out.read_text())['/**']['ros__parameters']['model']['path'] == \
         str(tmp_path / 'x.ts')
+    assert main([str(config_file), '-o', str(out), '--node', 'cam_left', '--namespace', 'robot']) == 0
+    assert list(yaml.safe_load(out.read_text())) == ['/robot/cam_left']
     config_file.write_text(config_file.read_text().replace('depth: 1', 'depth: 0'))
     assert main([str(config_file), '-o', str(tmp_path / 'bad.yaml')]) == 2
     assert 'deployment_config.ros_integration.qos_profile.depth: must be >= 1' in capsys.readouterr().err
     assert not (tmp_path / 'bad.yaml').exists()
+
+
+@pytest.mark.parametrize(('node', 'namespace'), [('cam_left', ''), ('isaac_trt_perception', '/right')])
+def test_the_default_file_reaches_a_renamed_or_namespaced_node(tmp_path: Path, config_file: Path, node: str,
+                                                               namespace: str) -> None:
+    """One file, several instances: rcl gives /** parameters to any node name in any namespace."""
+    config = load_config(config_file)
+    seen = parameters_seen_by_rcl(write_params_file(config, tmp_path / 'p.yaml'), node, namespace)
+    assert seen['model.path'] == config['model.path']
+    assert seen['runtime.monitoring_output_path'] == '/tmp/perception/{node}/performance_metrics.json'
+
+
+def test_a_file_keyed_to_one_node_reaches_only_that_node(tmp_path: Path, config_file: Path) -> None:
+    config = load_config(config_file)
+    keyed = write_params_file(config, tmp_path / 'p.yaml', '/robot', node='cam_left')
+    assert parameters_seen_by_rcl(keyed, 'cam_left', '/robot')['model.path'] == config['model.path']
+    assert 'model.path' not in parameters_seen_by_rcl(keyed, 'cam_right', '/robot')

@@ -16,6 +16,7 @@ them again at start (``isaac_trt_perception.cdr_check``), taking rclpy's path wh
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,14 @@ _STEP_AND_LENGTH = struct.Struct('<II')    # step; data length
 
 
 class _Reader:
-    """Fields in order from a serialized message; a read past its end is an ImageError."""
+    """Fields in order from a serialized message; a read past its end is an ImageError.
+
+    The end is where Fast CDR (rmw_fastrtps, rclpy's deserializer) puts it: the encapsulation
+    options' last byte carries, in its two low bits, how many bytes at the end of the message are
+    padding (XCDR rounds a message up to 4 bytes). Fast CDR takes them off when the message length
+    is a multiple of 4 and reads nothing from them; a message whose fields need those bytes is
+    refused there, so it is refused here too. The other option bits are ignored by both.
+    """
 
     def __init__(self, data: bytes) -> None:
         if len(data) < ORIGIN + 8:
@@ -65,22 +73,33 @@ class _Reader:
                              'endian (0x0001)')
         self.data = data
         self.pos = ORIGIN
+        self.end = len(data)
+        if data[3] & 3 and not self.end % 4:
+            self.end -= data[3] & 3
+
+    def padding(self) -> str:
+        """Why the message ends before its last byte, where the encapsulation options say so."""
+        if self.end == len(self.data):
+            return ''
+        return (f' (its encapsulation options 0x{bytes(self.data[2:4]).hex()} mark the last '
+                f'{len(self.data) - self.end} of its {len(self.data)} bytes as padding)')
 
     def take(self, fields: struct.Struct, alignment: int = 4) -> tuple:
         self.pos += _padding(self.pos, alignment)
         end = self.pos + fields.size
-        if end > len(self.data):
-            raise ImageError('serialized', f'serialized message ends at byte {len(self.data)}, inside '
-                             f'a field at byte {self.pos}')
+        if end > self.end:
+            raise ImageError('serialized', f'serialized message ends at byte {self.end}, inside a field '
+                             f'at byte {self.pos}{self.padding()}')
         values = fields.unpack_from(self.data, self.pos)
         self.pos = end
         return values
 
     def text(self, length: int) -> str:
         """The string of ``length`` bytes (NUL included) whose length field was just read."""
+        if self.pos + length > self.end:
+            raise ImageError('serialized', f'a string of {length} bytes runs past the message end at byte '
+                             f'{self.end}{self.padding()}')
         raw = self.data[self.pos:self.pos + length]
-        if len(raw) < length:
-            raise ImageError('serialized', f'a string of {length} bytes runs past the message end')
         self.pos += length
         return raw.rstrip(b'\x00').decode('utf-8', errors='replace')
 
@@ -96,16 +115,22 @@ def read_header(data: bytes) -> Header:
 
 def read_image(data: bytes) -> tuple[Header, dict[str, Any]]:
     """A serialized sensor_msgs/Image -> its header and the fields ``convert.frame_from_fields``
-    takes; ``data`` is a view over the received bytes, not a copy."""
+    takes; ``data`` is a view over the received bytes, not a copy. An ImageError raised after the
+    header was read carries it (``exc.header``), so the refusal can name the frame_id and stamp."""
     reader = _Reader(data)
     header = reader.header()
-    height, width, length = reader.take(_SIZE_AND_LENGTH)
-    encoding = reader.text(length)
-    is_bigendian, = reader.take(_BIGENDIAN, 1)
-    step, size = reader.take(_STEP_AND_LENGTH)
+    try:
+        height, width, length = reader.take(_SIZE_AND_LENGTH)
+        encoding = reader.text(length)
+        is_bigendian, = reader.take(_BIGENDIAN, 1)
+        step, size = reader.take(_STEP_AND_LENGTH)
+        if reader.pos + size > reader.end:
+            raise ImageError('data', f'serialized Image announces {size} data bytes but holds '
+                             f'{reader.end - reader.pos}{reader.padding()}')
+    except ImageError as exc:
+        exc.header = header
+        raise
     pixels = memoryview(data)[reader.pos:reader.pos + size]
-    if len(pixels) < size:
-        raise ImageError('data', f'serialized Image announces {size} data bytes but holds {len(pixels)}')
     return header, {'encoding': encoding, 'height': height, 'width': width, 'step': step,
                     'is_bigendian': is_bigendian, 'data': pixels}
 
@@ -119,6 +144,10 @@ def _string(text: str) -> bytes:
 # the doubles from hypothesis.score to bbox.size_y [pad] id. The pads depend on where the detection
 # starts (mod 8) and on the string lengths, so each layout is compiled once into a Struct and a
 # frame's detection is then one pack: a cold frame pays per Python call, not per byte.
+# The layouts are kept for the FRAME_ID_LENGTHS_KEPT frame_id lengths used last: a camera keeps one
+# frame_id, but a publisher that varies it must not grow the cache without end (7.7 MB for 1,500
+# lengths before this bound). Per length there are at most 2 (start mod 8) x classes x id lengths.
+FRAME_ID_LENGTHS_KEPT = 8
 _POSE = struct.pack('<7d36d', 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, *([0.0] * 36))  # identity, no covariance
 
 
@@ -141,7 +170,8 @@ class DetectionArrays:
         # each class's results: sequence length 1, then the class_id string
         self._results = [struct.pack('<I', 1) + _string(name) for name in classes]
         self._ids: list[bytes] = []
-        self._layouts: dict[tuple[int, int, int, int], struct.Struct] = {}
+        # len(stamped) -> (start mod 8, class, id length) -> layout; least recently used first
+        self._layouts: OrderedDict[int, dict[tuple[int, int, int], struct.Struct]] = OrderedDict()
 
     def __call__(self, header: Header, detections: Detections) -> bytes:
         count = len(detections)
@@ -151,14 +181,21 @@ class DetectionArrays:
         head = ENCAPSULATION_LE + stamped
         head += bytes(_padding(len(head), 4)) + struct.pack('<I', count)
         parts, offset = [head], len(head)
+        layouts = self._layouts.get(len(stamped))
+        if layouts is None:
+            layouts = self._layouts[len(stamped)] = {}
+            if len(self._layouts) > FRAME_ID_LENGTHS_KEPT:
+                self._layouts.popitem(last=False)
+        else:
+            self._layouts.move_to_end(len(stamped))
         for (x1, y1, x2, y2), score, class_id, id_ in zip(
                 detections.boxes.tolist(), detections.scores.tolist(), detections.class_ids.tolist(),
                 self._ids, strict=False):
             results = self._results[class_id]
-            key = (offset % 8, len(stamped), class_id, len(id_))
-            layout = self._layouts.get(key)
+            key = (offset % 8, class_id, len(id_))
+            layout = layouts.get(key)
             if layout is None:
-                layout = self._layouts[key] = _detection_layout(offset, len(stamped), len(results), len(id_))
+                layout = layouts[key] = _detection_layout(offset, len(stamped), len(results), len(id_))
             parts.append(layout.pack(stamped, results, score, _POSE, (x1 + x2) / 2.0, (y1 + y2) / 2.0, 0.0,
                                       x2 - x1, y2 - y1, id_))
             offset += layout.size

@@ -8,9 +8,12 @@ needs; 16-bit, float, Bayer and YUV encodings are rejected with the list of supp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # cdr imports this module; the annotation only names its Header
+    from .cdr import Header
 
 # encoding -> (channels, the image channel index holding R, G, B)
 ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
@@ -27,11 +30,14 @@ MAX_SIDE = 16384
 
 class ImageError(ValueError):
     """An image that cannot be converted; the message says which field is wrong and why,
-    ``field`` names it (encoding, is_bigendian, size, step, data)."""
+    ``field`` names it (serialized, encoding, is_bigendian, size, step, data). ``header`` is the
+    image's ``cdr.Header`` where it was read before the failure (None otherwise), so that the
+    refusal can name the frame's frame_id and stamp."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, header: Header | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.header = header
 
 
 @dataclass(frozen=True)

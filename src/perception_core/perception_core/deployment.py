@@ -6,7 +6,9 @@ file and the full key path (``deployment_config.safety.max_inference_time``) in 
 Keys the YAML leaves out take the table's defaults, exactly as the node would.
 
 ``model.path`` is resolved here, once, so the node always sees an absolute path: ``package://PKG/rel``
-through the ament index, absolute as it is, anything else relative to the YAML's directory.
+through the ament index, absolute as it is, anything else relative to the YAML's directory. The
+output paths (``perception_core.params.INSTANCE_PATHS``) keep their ``{node}`` placeholders: only
+the node knows its fully qualified name (``-r __node:=``, namespaces), so it fills them in at start.
 """
 
 from __future__ import annotations

@@ -48,6 +48,20 @@ _MEMORY_SIZE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$', re.IGNORE
 _MEMORY_UNITS = {'b': 1, 'kb': 10**3, 'mb': 10**6, 'gb': 10**9, 'tb': 10**12,
                  'kib': 2**10, 'mib': 2**20, 'gib': 2**30, 'tib': 2**40}
 
+# The output files of one node instance. Two nodes started from one YAML (two cameras) must not
+# write one file, so these paths may name the instance; the node expands the placeholders at start
+# from its fully qualified name (see instance_path).
+INSTANCE_PATHS = ('runtime.profile_output_path', 'runtime.monitoring_output_path', 'logging.log_path')
+PLACEHOLDERS = {
+    'node': 'the fully qualified node name without the leading "/", "/" written "." '
+            '(/robot/cam_left -> robot.cam_left, as in ROS log lines)',
+    'name': 'the node name alone (cam_left)',
+    'namespace': 'the namespace the same way (robot; "" in the root namespace)',
+}
+_PLACEHOLDER = re.compile(r'\{([^{}]*)\}')
+_PLACEHOLDER_NOTE = ('{node}, {name} and {namespace} name this instance, so two nodes from one YAML '
+                     'never share the file (README: "Several instances").')
+
 P = Parameter
 PARAMETERS: tuple[Parameter, ...] = (
     # target_platform: checked against the engine's sidecar and the GPU when an engine is loaded.
@@ -60,7 +74,9 @@ PARAMETERS: tuple[Parameter, ...] = (
     # model
     P('model.path', 'package://perception/models/detector/model.onnx', 'Model file in a bundle: '
       '.engine/.plan (TensorRT), .ts (TorchScript), .onnx (ONNX Runtime); package://, absolute, or '
-      'relative to the YAML.'),
+      'relative to the YAML (a value that reaches the node unresolved, such as this default, is resolved '
+      'by the node, relative to its working directory); a file that does not exist stops the node '
+      '(exit 2), except an engine still to be built in an existing bundle.'),
     P('model.input_shape', [1, 3, 256, 320], 'Network input [N, C, H, W]; must match the bundle\'s '
       'model.json, checked at start.'),
     P('model.precision', 'fp16', 'Inference precision: the engine\'s (checked against its sidecar) and '
@@ -108,12 +124,12 @@ PARAMETERS: tuple[Parameter, ...] = (
       'warmed up for seconds; "" = none.', extension=True),
     P('runtime.enable_profiling', True, 'Write per-stage timings (handoff, convert, preprocess, infer, '
       'postprocess, publish) to runtime.profile_output_path.'),
-    P('runtime.profile_output_path', '/tmp/perception/inference_profile.json', 'Profile JSON, rewritten '
-      'every logging.diagnostic_interval and at shutdown.'),
+    P('runtime.profile_output_path', '/tmp/perception/{node}/inference_profile.json', 'Profile JSON, '
+      'rewritten every logging.diagnostic_interval and at shutdown; ' + _PLACEHOLDER_NOTE),
     P('runtime.enable_monitoring', True, 'Write fps, latency percentiles, drops, CPU, RSS and GPU memory '
       'to runtime.monitoring_output_path.'),
-    P('runtime.monitoring_output_path', '/tmp/perception/performance_metrics.json', 'Monitoring JSON, '
-      'rewritten every logging.diagnostic_interval and at shutdown.'),
+    P('runtime.monitoring_output_path', '/tmp/perception/{node}/performance_metrics.json', 'Monitoring '
+      'JSON, rewritten every logging.diagnostic_interval and at shutdown; ' + _PLACEHOLDER_NOTE),
     # safety
     P('safety.max_inference_time', 0.1, 'Inference deadline in seconds; a slower frame is an overrun, '
       'a run of overruns triggers safety.fallback_behavior.', minimum=0.0),
@@ -125,8 +141,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     P('safety.overrun_limit', 3, 'Consecutive overruns that switch to the fallback behaviour; as many '
       'consecutive on-time frames step back toward full rate.', minimum=1, extension=True),
     # ros_integration
-    P('ros_integration.node_name', 'isaac_trt_perception', 'Node name (launch file and params file use '
-      'it).'),
+    P('ros_integration.node_name', 'isaac_trt_perception', 'Node name the launch file gives the node; '
+      'the params file applies to any name (-r __node:=NAME renames an instance).'),
     P('ros_integration.input_topic', '/camera/image_rect', 'sensor_msgs/Image input topic.'),
     P('ros_integration.output_topic', '/object_detections', 'vision_msgs/Detection2DArray output topic.'),
     P('ros_integration.qos_profile.reliability', 'best_effort', 'Input and output reliability.',
@@ -145,8 +161,8 @@ PARAMETERS: tuple[Parameter, ...] = (
       extension=True),
     # logging
     P('logging.level', 'INFO', 'Node log level.', choices=tuple(LOG_LEVELS)),
-    P('logging.log_path', '/tmp/perception/jetson_deployment.log', 'File that also receives the node\'s '
-      'log lines; "" = none.'),
+    P('logging.log_path', '/tmp/perception/{node}/jetson_deployment.log', 'File that also receives the '
+      'node\'s log lines; "" = none; ' + _PLACEHOLDER_NOTE),
     P('logging.diagnostic_interval', 5.0, 'Seconds between /diagnostics messages (and metric file '
       'writes).', minimum=0.1),
     P('logging.enable_detailed_logging', False, 'Log one DEBUG-level line per processed frame with '
@@ -157,6 +173,26 @@ del P
 
 def by_name() -> dict[str, Parameter]:
     return {p.name: p for p in PARAMETERS}
+
+
+def instance_path(template: str, fully_qualified_name: str) -> str:
+    """``template`` (one of INSTANCE_PATHS) with its placeholders filled in for the node whose fully
+    qualified name is given (``/robot/cam_left``); ValueError for a placeholder that is not one.
+
+    "." stands for "/" in ``{node}`` and ``{namespace}`` (a ROS name cannot hold "."), so each is
+    one file-name part and different nodes never give the same text.
+    """
+    namespace, _, name = fully_qualified_name.rpartition('/')
+    fields = {'node': fully_qualified_name.strip('/').replace('/', '.'), 'name': name,
+              'namespace': namespace.strip('/').replace('/', '.')}
+
+    def fill(match: re.Match) -> str:
+        if match.group(1) not in fields:
+            raise ValueError(f'{match.group(0)} is not a placeholder (use '
+                             + ', '.join('{' + k + '}' for k in PLACEHOLDERS) + ')')
+        return fields[match.group(1)]
+
+    return _PLACEHOLDER.sub(fill, template)
 
 
 def parse_memory_size(text: str) -> int:
@@ -222,6 +258,11 @@ def check_value(parameter: Parameter, value: object) -> ParameterValue:
             raise ParameterError(f'{where}: must be >= {parameter.minimum}, got {value!r}')
         if parameter.maximum is not None and value > parameter.maximum:
             raise ParameterError(f'{where}: must be <= {parameter.maximum}, got {value!r}')
+    if where in INSTANCE_PATHS:
+        try:
+            instance_path(str(value), '/node')  # only the placeholders' spelling is checked here
+        except ValueError as exc:
+            raise ParameterError(f'{where}: {exc}') from exc
     parse = _TEXT_PARSERS.get(where)
     if parse is not None:
         try:

@@ -50,7 +50,8 @@ def shipped_bundle() -> Path:
     """The trainer's bundle (models/detector): real detections, for tests that judge accuracy."""
     shipped: Path = _builder_bundles().SHIPPED_BUNDLE
     if not (shipped / 'model.json').is_file():
-        pytest.skip(f'{shipped} is absent: the trained bundle is produced by the trainer (make train)')
+        pytest.fail(f'{shipped}/model.json is missing: it is shipped in git (git checkout models/detector, '
+                    'or make train)')
     return shipped
 
 

@@ -14,7 +14,10 @@ from perception_core.backends.tensorrt import available as tensorrt_available
 from perception_core.bundle import load_bundle
 from perception_core.detector import open_detector
 
-torch = pytest.importorskip('torch')
+try:  # requirements/python.txt (make setup): missing is a failure, not a skip
+    import torch
+except ImportError as error:
+    pytest.fail(f'torch is missing ({error}): make setup installs requirements/python.txt', pytrace=False)
 
 
 def write_torchscript(directory: Path) -> Path:

@@ -57,5 +57,7 @@ def test_mono_and_zero_copy(rgb):
     ({'data': b'\0' * 1000}, 'data has 1000 bytes, shorter than step x height'),
 ])
 def test_bad_images_are_refused_with_the_field_named(rgb, override, message):
-    with pytest.raises(ImageError, match=message.replace('(', r'\(')):
+    with pytest.raises(ImageError, match=message.replace('(', r'\(')) as refused:
         frame_from_fields(**fields(rgb, 'rgb8', **override))
+    # no header here: the caller names the frame from the header it read (cdr.read_image sets it)
+    assert refused.value.header is None

@@ -60,6 +60,10 @@ def test_shipped_yaml_is_valid_and_its_package_path_resolves(ament_prefix: Path)
     # Extensions left out of the YAML take the parameter table's defaults.
     assert config['detection.score_threshold'] == -1.0
     assert set(config.values) == {p.name for p in PARAMETERS}
+    # kept as written: each node fills {node} in itself, so two instances of this file never share a file
+    assert config['runtime.monitoring_output_path'] == '/tmp/perception/{node}/performance_metrics.json'
+    assert config['runtime.profile_output_path'] == '/tmp/perception/{node}/inference_profile.json'
+    assert config['logging.log_path'] == '/tmp/perception/{node}/jetson_deployment.log'
 
 
 def test_lesson_schema_with_torchscript_model_is_valid(tmp_path: Path, document: dict) -> None:
@@ -127,6 +131,9 @@ def test_choices_are_enforced(tmp_path: Path, document: dict, parameter) -> None
      r"deployment_config\.model\.path: 'package://no_such_package_here/model.onnx': package "
      r"'no_such_package_here'"),
     (lambda d: set_key(d, 'model.path', 'package://perception'), r'is not package://PACKAGE/relative/path'),
+    (lambda d: set_key(d, 'logging.log_path', '/tmp/{camera}/node.log'),
+     r'deployment_config\.logging\.log_path: \{camera\} is not a placeholder \(use \{node\}, \{name\}, '
+     r'\{namespace\}\)'),
 ])
 def test_structural_errors_name_the_key_path(tmp_path: Path, document: dict, mutate, expected: str) -> None:
     path = write(tmp_path, mutate(document))

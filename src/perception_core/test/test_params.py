@@ -54,6 +54,8 @@ def test_extensions_are_marked_and_defaults_are_valid():
     ('runtime.warmup_images', '640x480', 'WIDTHxHEIGHT ENCODING'),
     ('runtime.warmup_images', '640x480 rgb8, 0x480 rgb8', "'0x480 rgb8' is not"),
     ('runtime.warmup_images', '640x480 yuv422', 'is not one of'),
+    ('logging.log_path', '/tmp/{nodename}.log', r'\{nodename\} is not a placeholder'),
+    ('runtime.monitoring_output_path', '/tmp/{}/m.json', r'\{\} is not a placeholder'),
 ])
 def test_wrong_values_name_the_key_path(name, value, message):
     with pytest.raises(params.ParameterError, match=message) as info:
@@ -82,3 +84,17 @@ def test_warmup_images_parse():
     assert params.parse_warmup_images('') == []
     assert params.parse_warmup_images(' 640x480 rgb8,1280 x 720  bgr8 ,') == [
         (640, 480, 'rgb8'), (1280, 720, 'bgr8')]
+
+
+def test_instance_paths_name_the_node_and_the_defaults_use_it():
+    """Two nodes from one YAML must never share an output file: every default names the instance."""
+    for name in params.INSTANCE_PATHS:
+        assert '{node}' in params.by_name()[name].default, name
+    fill = params.instance_path
+    assert fill('/t/{node}/{name}_{namespace}.json', '/robot/arm/cam_left') == \
+        '/t/robot.arm.cam_left/cam_left_robot.arm.json'
+    assert fill('/t/{node}/{name}_{namespace}.json', '/cam_left') == '/t/cam_left/cam_left_.json'
+    assert fill('/t/fixed.json', '/cam_left') == '/t/fixed.json'
+    # different nodes never give one path ("." cannot be in a ROS name)
+    names = ['/a/b_c', '/a_b/c', '/a/b/c', '/abc', '/a/bc']
+    assert len({fill('{node}', n) for n in names}) == len(names)

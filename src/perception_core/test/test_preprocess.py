@@ -57,7 +57,8 @@ def test_mono_fills_three_channels(scene):
 
 
 def test_torch_preprocessing_matches_numpy(scene):
-    torch = pytest.importorskip('torch')
+    import torch  # requirements/python.txt (make setup)
+
     from perception_core.backends.torch_preprocess import TorchPreprocess
     for shape in ((480, 640), (720, 1280)):
         image = render_scene(seed=5, index=2, width=shape[1], height=shape[0]).image

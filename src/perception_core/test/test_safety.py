@@ -39,7 +39,14 @@ def test_fallback_rate_floor_report_mode_and_memory():
     fallback = Fallback(deadline_s=0.1, behavior='degraded', limit=1, base_rate_hz=30.0)
     for _ in range(50):
         fallback.record(1.0)
-    assert fallback.rate_hz >= MIN_RATE_HZ
+    # halving stops at the last rate not below the minimum: 30 Hz / 2**5, never one halving more
+    assert fallback.rate_hz == 30.0 / 2 ** 5 and fallback.rate_hz / 2 < MIN_RATE_HZ
+    # where a halving lands on the minimum, or the first one would pass it, the rate is the minimum
+    for base_rate_hz in (16.0, 0.8):
+        floor = Fallback(deadline_s=0.1, behavior='degraded', limit=1, base_rate_hz=base_rate_hz)
+        for _ in range(50):
+            floor.record(1.0)
+        assert floor.degraded and floor.rate_hz == MIN_RATE_HZ, base_rate_hz
     report = Fallback(deadline_s=0.1, behavior='report', limit=2, base_rate_hz=30.0)
     kinds = [e and e.kind for e in (report.record(0.5) for _ in range(4))]
     assert kinds == [None, 'overrun', None, 'overrun']

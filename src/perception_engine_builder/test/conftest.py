@@ -5,7 +5,7 @@
 format, exported here with torch to ONNX (dynamic batch) and TorchScript, with a valid model.json:
 real files through real ONNX Runtime and TorchScript, for plumbing (output differences, the
 pass/fail rule, commands, benchmark). Its detections are noise, so tests that judge accuracy use
-``shipped_bundle`` (models/detector, the trainer's) and skip where it is absent.
+``shipped_bundle`` (models/detector, the trainer's, shipped in git: absent is a failure).
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='session')
 def shipped_bundle() -> Path:
-    if not (SHIPPED_BUNDLE / 'model.json').is_file():
-        pytest.skip(f'{SHIPPED_BUNDLE} is absent: the trained bundle is produced by the trainer (make train)')
+    if not (SHIPPED_BUNDLE / 'model.json').is_file():  # in git: missing means a broken checkout
+        pytest.fail(f'{SHIPPED_BUNDLE}/model.json is missing: it is shipped in git (git checkout '
+                    'models/detector, or make train to reproduce it)', pytrace=False)
     return SHIPPED_BUNDLE
 
 

@@ -16,7 +16,8 @@ from perception_core.engine.environment import has_module
 def run(command: str, *args: str | Path) -> subprocess.CompletedProcess:
     executable = shutil.which(command)
     if executable is None:
-        pytest.skip(f'{command} is not on PATH: build the workspace (make build) and source env.sh')
+        pytest.fail(f'{command} is not on PATH: make build installs it (run the tests through '
+                    'tools/in_env.sh or source env.sh)', pytrace=False)
     return subprocess.run([executable, *map(str, args)], capture_output=True, text=True, timeout=300,
                           check=False)
 

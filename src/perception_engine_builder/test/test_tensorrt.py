@@ -6,6 +6,7 @@ is perception_core.engine's; these tests stay here because they verify with this
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,8 @@ def test_engine_builds_verifies_and_installs(on_this_gpu: dict, tiny_bundle: Pat
 
 
 @needs_tensorrt
-def test_int8_calibrates_then_reuses_its_cache(on_this_gpu: dict, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_int8_calibrates_then_reuses_its_cache(on_this_gpu: dict, tiny_bundle: Path, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     import cv2
 
     from perception_core.synth import render_scene
@@ -68,7 +70,15 @@ def test_int8_calibrates_then_reuses_its_cache(on_this_gpu: dict, tiny_bundle: P
     build_engine(on_this_gpu, tiny_bundle, engine, options)
     caches = list(tmp_path.glob('calibration-*.cache'))
     assert len(caches) == 1 and caches[0].stat().st_size > 0
-    build_engine(on_this_gpu, tiny_bundle, engine, BuildOptions(verifier=TEN_FRAMES))  # cache only
+    calibrated = caches[0].read_bytes()
+    # no calibration images this time: the scales can only come from the cache
+    with caplog.at_level(logging.INFO, logger='perception_core.engine'):
+        result = build_engine(on_this_gpu, tiny_bundle, engine, BuildOptions(verifier=TEN_FRAMES))
+    assert engine.is_file() and result.report.passed
+    assert read_sidecar(engine)['precision'] == 'int8'
+    assert f'INT8 calibration cache {caches[0]} reused' in caplog.text
+    assert 'INT8 calibration used 0 batch(es)' in caplog.text, caplog.text
+    assert list(tmp_path.glob('calibration-*.cache')) == caches and caches[0].read_bytes() == calibrated
 
 
 @needs_tensorrt

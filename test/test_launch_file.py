@@ -75,8 +75,7 @@ def test_launch_arguments_are_the_documented_ones() -> None:
 
 def test_perception_installs_the_launch_file() -> None:
     installed = WORKSPACE / 'install/perception/share/perception/launch/jetson.launch.py'
-    if not installed.exists():
-        pytest.skip(f'{installed} is not built (make build)')
+    assert installed.exists(), f'{installed} is missing: make build installs it'
     assert installed.resolve().read_text() == LAUNCH_FILE.read_text()
 
 

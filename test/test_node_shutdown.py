@@ -25,8 +25,8 @@ WORKSPACE = Path(__file__).resolve().parents[1]
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))
 
-if not NODE.is_file():
-    pytest.skip(f'{NODE} is not built (make build)', allow_module_level=True)
+if not NODE.is_file():  # make test builds it: its absence is a failure, not a skip
+    pytest.fail(f'{NODE} is missing: make build builds it', pytrace=False)
 
 from probe_bundle import write_probe_bundle  # noqa: E402
 

@@ -7,13 +7,15 @@ same plan into a launch_ros Node action.
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 WORKSPACE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))  # probe_bundle
+from probe_bundle import write_probe_bundle  # noqa: E402  # isort: skip
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 if not NODE.is_file():  # make test builds it: its absence is a failure, not a skip
     pytest.fail(f'{NODE} is missing: make build builds it', pytrace=False)
@@ -23,15 +25,6 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
 from perception.launch_plan import make_plan  # noqa: E402
 from perception.node_process import running_node  # noqa: E402
-
-
-def probe_bundle(directory: Path) -> Path:
-    """The node engineer's tiny real ONNX bundle (fixed outputs), for plumbing tests."""
-    spec = importlib.util.spec_from_file_location(
-        'probe_bundle', WORKSPACE / 'src/perception_core/test/probe_bundle.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_probe_bundle(directory)
 
 
 def plain(value: object) -> object:
@@ -51,7 +44,7 @@ def test_node_gets_the_yaml_parameters_name_and_namespace(tmp_path: Path, ros_en
     runtime.update(profile_output_path=str(tmp_path / 'profile.json'),
                    monitoring_output_path=str(tmp_path / 'monitoring.json'))
     document['deployment_config']['logging']['log_path'] = str(tmp_path / 'node_file.log')
-    document['deployment_config']['model']['path'] = str(probe_bundle(tmp_path / 'bundle'))
+    document['deployment_config']['model']['path'] = str(write_probe_bundle(tmp_path / 'bundle'))
     config = tmp_path / 'deployment.yaml'
     config.write_text(yaml.safe_dump(document))
     # no params_dir, as the launch file by default: the plan's own temporary folder, gone at the end

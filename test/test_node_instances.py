@@ -9,10 +9,10 @@ Real node processes on a ROS domain of the test's own; what is asserted cannot b
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 WORKSPACE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))  # probe_bundle
+from probe_bundle import write_probe_bundle  # noqa: E402  # isort: skip
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 SHIPPED_MODEL = WORKSPACE / 'install/perception/share/perception/models/detector/model.onnx'
 START_TIMEOUT = 90.0  # seconds for both nodes to start on a loaded 2-core machine
@@ -29,15 +31,6 @@ START_TIMEOUT = 90.0  # seconds for both nodes to start on a loaded 2-core machi
 def built_node() -> None:
     # make test promises these: their absence is a failure, not a skip
     assert NODE.is_file(), f'{NODE} is not built (make build)'
-
-
-def probe_bundle(directory: Path) -> Path:
-    """The node engineer's tiny real ONNX bundle (fixed outputs), for plumbing tests."""
-    spec = importlib.util.spec_from_file_location(
-        'probe_bundle', WORKSPACE / 'src/perception_core/test/probe_bundle.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_probe_bundle(directory)
 
 
 def deployment_yaml(tmp_path: Path, model: str, out: Path) -> Path:
@@ -112,7 +105,7 @@ class Diagnostics:
 def test_two_instances_from_one_yaml_keep_their_files_names_and_topics_apart(
         tmp_path: Path, ros_env: dict, ros_domain_id: int) -> None:
     out = tmp_path / 'out'
-    config = deployment_yaml(tmp_path, str(probe_bundle(tmp_path / 'bundle')), out)
+    config = deployment_yaml(tmp_path, str(write_probe_bundle(tmp_path / 'bundle')), out)
     params = perception_params(config, tmp_path / 'params.yaml')
     # one renamed instance with its camera remapped, one moved into a namespace: both from one file
     instances = {

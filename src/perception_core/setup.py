@@ -12,6 +12,7 @@ setup(
     ],
     install_requires=['setuptools'],
     zip_safe=False,
+    entry_points={'console_scripts': ['perception-bundle = perception_core.bundle_cli:main']},
     maintainer='Perception workspace maintainers',
     maintainer_email='maintainers@isaac-trt-perception.dev',
     description='The ROS-free core: model bundle, preprocessing, decoding, backends, parameters.',

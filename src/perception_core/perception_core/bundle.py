@@ -36,6 +36,35 @@ Output formats (see ``decode.py``):
     The design card's single-object model (``--arch single_object``): outputs ``[B, C]`` class
     logits and ``[B, 4]`` box x1, y1, x2, y2 normalised to [0, 1] of the network input; one
     detection per image.
+
+Foreign detectors (``perception-bundle import`` picks the format from the model's metadata and
+output shapes, ``output_formats.infer_output``; set ``output.format`` to override it). Their
+score threshold keeps scores strictly above it, as their reference postprocessing does:
+
+``yolo_v8``
+    Ultralytics YOLOv8/YOLO11 detect export: one output ``[1, 4 + C, N]``, rows cx, cy, w, h in
+    network-input pixels, then C sigmoided class scores (no objectness), N anchors whatever the
+    shape says. Each anchor's best class, threshold, class-aware NMS, max detections (as
+    Ultralytics' ``non_max_suppression`` with multi_label off).
+``yolo_end2end``
+    NMS-free exports (YOLOv10, YOLO26, ``nms=True``): one output ``[1, K, 6]``, rows x1, y1, x2,
+    y2 (network pixels), score, class. Threshold and max detections, no NMS.
+``rtdetr``
+    RT-DETR as Ultralytics exports it: one output ``[1, Q, 4 + C]``, cx, cy, w, h normalised to
+    [0, 1] of the network input, then C sigmoided scores. Best class per query, threshold, max
+    detections, no NMS. Ultralytics predicts RT-DETR on a stretched input (``"resize": "stretch"``).
+    Option ``"normalised": false`` for boxes already in network pixels.
+``boxes_scores_labels``
+    torchvision-style / NMS-in-graph detectors: outputs ``boxes [1, K, 4]``, ``scores [1, K]``,
+    ``labels [1, K]`` (integers) and optionally ``num_detections [1]`` (valid rows first), named
+    in that order in ``output.names``. Threshold and max detections, no NMS. Options:
+    ``"boxes": "xyxy"`` (default) or ``"cxcywh"``; ``"normalised": true`` for boxes in [0, 1] of
+    the network input (default false: network pixels); ``"class_offset": 1`` for labels counted
+    from 1 with 0 the background, as torchvision's (label - class_offset indexes ``classes``;
+    labels outside ``classes`` are dropped).
+
+e.g. ``"output": {"format": "boxes_scores_labels", "names": ["boxes", "scores", "labels"],
+"class_offset": 1}``.
 """
 
 from __future__ import annotations
@@ -48,7 +77,15 @@ from typing import Any
 
 BUNDLE_FORMAT = 1
 MODEL_JSON = 'model.json'
-OUTPUT_FORMATS = ('dense_boxes_scores', 'class_box')
+OUTPUT_FORMATS = ('dense_boxes_scores', 'class_box', 'yolo_v8', 'yolo_end2end', 'rtdetr',
+                  'boxes_scores_labels')
+# How many outputs each format decodes, fewest and most (``output.names`` lists them in this order).
+OUTPUT_COUNTS = {'dense_boxes_scores': (1, 1), 'class_box': (2, 2), 'yolo_v8': (1, 1),
+                 'yolo_end2end': (1, 1), 'rtdetr': (1, 1), 'boxes_scores_labels': (3, 4)}
+# The ``output`` options each format takes; any of them on another format is an error, since it
+# would silently do nothing.
+OUTPUT_OPTIONS = {'rtdetr': ('normalised',), 'boxes_scores_labels': ('boxes', 'normalised', 'class_offset')}
+BOX_ENCODINGS = ('xyxy', 'cxcywh')
 LAYOUTS = ('NCHW', 'NHWC')
 COLORS = ('RGB', 'BGR')
 RESIZE_MODES = ('letterbox', 'stretch')
@@ -81,6 +118,9 @@ class InputSpec:
 class OutputSpec:
     format: str
     names: tuple[str, ...]
+    boxes: str = 'xyxy'        # boxes_scores_labels: 'xyxy' or 'cxcywh'
+    normalised: bool = False   # boxes in [0, 1] of the network input (rtdetr: true unless set)
+    class_offset: int = 0      # model label - class_offset = index into classes
 
 
 @dataclass(frozen=True)
@@ -143,6 +183,27 @@ def _triple(section: dict, key: str, where: str, default: tuple) -> tuple[float,
     return (float(value[0]), float(value[1]), float(value[2]))
 
 
+def _output_spec(out: dict, names: tuple[str, ...], where: str) -> OutputSpec:
+    fmt = _choice(out, 'format', OUTPUT_FORMATS, f'{where}: output', '')
+    fewest, most = OUTPUT_COUNTS[fmt]
+    _require(fewest <= len(names) <= most, f'{where}: output.names',
+             f'wrong number of outputs for {fmt}: {len(names)}, expected '
+             + (f'{fewest}' if fewest == most else f'{fewest} to {most}'))
+    _require(len(set(names)) == len(names), f'{where}: output.names', 'names an output twice')
+    taken = OUTPUT_OPTIONS.get(fmt, ())
+    for key in ('boxes', 'normalised', 'class_offset'):
+        _require(key not in out or key in taken, f'{where}: output.{key}',
+                 f'does not apply to format {fmt}' + (f' (it takes {list(taken)})' if taken else ''))
+    boxes = _choice(out, 'boxes', BOX_ENCODINGS, f'{where}: output', 'xyxy')
+    normalised = out.get('normalised', fmt == 'rtdetr')
+    _require(isinstance(normalised, bool), f'{where}: output.normalised',
+             f'must be true or false, got {normalised!r}')
+    offset = out.get('class_offset', 0)
+    _require(isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0,
+             f'{where}: output.class_offset', f'must be a non-negative integer, got {offset!r}')
+    return OutputSpec(format=fmt, names=names, boxes=boxes, normalised=normalised, class_offset=offset)
+
+
 def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundle:
     """Validate a model.json document; ``where`` names it in errors."""
     _require(isinstance(data, dict), where, 'must be a JSON object')
@@ -176,10 +237,7 @@ def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundl
     names = out.get('names')
     _require(isinstance(names, list) and names and all(isinstance(n, str) for n in names),
              f'{where}: output.names', 'must list the output tensor names')
-    output_spec = OutputSpec(format=_choice(out, 'format', OUTPUT_FORMATS, f'{where}: output', ''),
-                             names=tuple(names))
-    _require(len(names) == (1 if output_spec.format == 'dense_boxes_scores' else 2),
-             f'{where}: output.names', f'wrong number of outputs for {output_spec.format}')
+    output_spec = _output_spec(out, tuple(names), where)
 
     post = data.get('postprocess', {})
     _require(isinstance(post, dict), f'{where}: postprocess', 'must be an object')

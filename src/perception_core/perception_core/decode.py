@@ -1,16 +1,22 @@
-"""Network outputs -> detections in image pixels: both bundle output formats, score threshold,
-class-aware NMS, max detections. Pure numpy; the node, the evaluator and the engine verifier
-all decode through :func:`decode`.
+"""Network outputs -> detections in image pixels: this workspace's bundle formats
+(``dense_boxes_scores``, ``class_box``) and foreign detectors' (``yolo_v8``, ``yolo_end2end``,
+``rtdetr``, ``boxes_scores_labels``; bundle.py documents each), score threshold, class-aware NMS
+where the format has it, max detections. Pure numpy; the node, the evaluator and the engine
+verifier all decode through :func:`decode` (or :func:`decoder_for`, which picks the format once).
+
+The foreign decoders follow their models' reference postprocessing (Ultralytics'
+``ops.non_max_suppression`` and ``RTDETRPredictor.postprocess``, torchvision's box threshold): a
+score must be strictly above the threshold, each anchor or query keeps only its best class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import Postprocess
+from .bundle import OutputSpec, Postprocess
 from .preprocess import Transform
 
 
@@ -161,15 +167,17 @@ def _class_box_candidates(outputs: Sequence[np.ndarray], score: float, classes: 
     return pixels[None, :], probs[best:best + 1].astype(np.float32), np.array([best])
 
 
-def decode(outputs: Sequence[np.ndarray], output_format: str, classes: int, transform: Transform,
+def decode(outputs: Sequence[np.ndarray], output_format: str | OutputSpec, classes: int, transform: Transform,
            thresholds: Thresholds) -> Detections:
-    """Decode one frame (batch index 0) of network outputs into image-pixel detections."""
+    """Decode one frame (batch index 0) of network outputs into image-pixel detections.
+    ``output_format``: the format's name (its options at their defaults) or the bundle's
+    OutputSpec (its options as model.json sets them)."""
     if output_format == 'dense_boxes_scores':
         boxes, scores, class_ids = _dense_candidates(outputs, thresholds.score, classes)
     elif output_format == 'class_box':
         boxes, scores, class_ids = _class_box_candidates(outputs, thresholds.score, classes, transform)
     else:
-        raise DecodeError(f'unknown output format {output_format!r}')
+        return _decode_other(outputs, output_format, classes, transform, thresholds)
     keep = nms(boxes, scores, class_ids, thresholds.nms_iou, thresholds.max_detections)
     image_boxes = transform.to_image(boxes[keep])
     # Boxes lying wholly in the letterbox border clip to nothing: no object there. Checked on lists:
@@ -178,3 +186,179 @@ def decode(outputs: Sequence[np.ndarray], output_format: str, classes: int, tran
     if len(real) < len(keep):
         image_boxes, keep = image_boxes[real], [keep[i] for i in real]
     return Detections(image_boxes, scores[keep], class_ids[keep].astype(np.int64))
+
+
+# ---- foreign detectors' formats ------------------------------------------------------------------
+
+# Ultralytics' non_max_suppression sends at most this many candidates, best first, into NMS.
+MAX_NMS = 30000
+
+
+def _network_size(transform: Transform) -> tuple[float, float]:
+    """The network input's width and height, for boxes normalised to it (as class_box takes it)."""
+    return (float(transform.resized_width + 2 * transform.pad_x),
+            float(transform.resized_height + 2 * transform.pad_y))
+
+
+def _xywh_to_xyxy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """As Ultralytics' ops.xywh2xyxy: centre minus / plus half the size."""
+    dw, dh = w / 2, h / 2
+    return np.stack([cx - dw, cy - dh, cx + dw, cy + dh], axis=1).astype(np.float32, copy=False)
+
+
+def _best_first(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the ``limit`` best scores, best first, ties by index (formats without NMS)."""
+    return np.argsort(-scores, kind='stable')[:limit]
+
+
+def _image_detections(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+                      transform: Transform) -> Detections:
+    """Kept network-pixel boxes -> image pixels, dropping boxes wholly in the letterbox border."""
+    image_boxes = transform.to_image(boxes)
+    real = (image_boxes[:, 2] > image_boxes[:, 0]) & (image_boxes[:, 3] > image_boxes[:, 1])
+    if not real.all():
+        image_boxes, scores, class_ids = image_boxes[real], scores[real], class_ids[real]
+    return Detections(image_boxes, scores.astype(np.float32, copy=False), class_ids.astype(np.int64))
+
+
+def _one_output(outputs: Sequence[np.ndarray], name: str) -> np.ndarray:
+    if len(outputs) != 1:
+        raise DecodeError(f'{name} takes one output, got {len(outputs)}')
+    return np.asarray(outputs[0])
+
+
+def _yolo_v8(outputs: Sequence[np.ndarray], spec: OutputSpec, classes: int, transform: Transform,
+             thresholds: Thresholds) -> Detections:
+    """[1, 4 + C, N]: per anchor its best class (``conf, j = cls.max(1)``), threshold, class-aware
+    NMS, max detections, as Ultralytics' non_max_suppression with multi_label off."""
+    out = _one_output(outputs, 'yolo_v8')
+    if out.ndim != 3 or out.shape[1] != 4 + classes:
+        raise DecodeError(f'yolo_v8 output must be [1, 4 + {classes}, N], got {list(out.shape)}')
+    class_scores = out[0, 4:]                       # [C, N]
+    best_score = class_scores.max(axis=0)
+    anchors = (best_score > thresholds.score).nonzero()[0]
+    if anchors.size > MAX_NMS:
+        anchors = anchors[_best_first(best_score[anchors], MAX_NMS)]
+    scores = best_score[anchors].astype(np.float32, copy=False)
+    class_ids = class_scores[:, anchors].argmax(axis=0)
+    cx, cy, w, h = out[0, :4][:, anchors]
+    boxes = _xywh_to_xyxy(cx, cy, w, h)
+    keep = nms(boxes, scores, class_ids, thresholds.nms_iou, thresholds.max_detections)
+    return _image_detections(boxes[keep], scores[keep], class_ids[keep], transform)
+
+
+def _check_classes(class_ids: np.ndarray, classes: int, fmt: str) -> None:
+    if class_ids.size and int(class_ids.max()) >= classes:
+        raise DecodeError(f'{fmt}: class {int(class_ids.max())} is outside the bundle\'s {classes} '
+                          'classes (model.json classes do not match the model)')
+
+
+def _yolo_end2end(outputs: Sequence[np.ndarray], spec: OutputSpec, classes: int, transform: Transform,
+                  thresholds: Thresholds) -> Detections:
+    """[1, K, 6] x1, y1, x2, y2, score, class: threshold, max detections; the graph did the NMS."""
+    out = _one_output(outputs, 'yolo_end2end')
+    if out.ndim != 3 or out.shape[2] != 6:
+        raise DecodeError(f'yolo_end2end output must be [1, K, 6], got {list(out.shape)}')
+    rows = out[0]
+    live = (rows[:, 4] > thresholds.score).nonzero()[0]
+    live = live[_best_first(rows[live, 4], thresholds.max_detections)]
+    class_ids = rows[live, 5].astype(np.int64)
+    _check_classes(class_ids, classes, 'yolo_end2end')
+    return _image_detections(rows[live, :4].astype(np.float32), rows[live, 4], class_ids, transform)
+
+
+def _rtdetr(outputs: Sequence[np.ndarray], spec: OutputSpec, classes: int, transform: Transform,
+            thresholds: Thresholds) -> Detections:
+    """[1, Q, 4 + C] cx, cy, w, h (normalised) and scores: per query its best class, threshold,
+    max detections, no NMS, as Ultralytics' RTDETRPredictor.postprocess."""
+    out = _one_output(outputs, 'rtdetr')
+    if out.ndim != 3 or out.shape[2] != 4 + classes:
+        raise DecodeError(f'rtdetr output must be [1, Q, 4 + {classes}], got {list(out.shape)}')
+    rows = out[0]
+    class_scores = rows[:, 4:]
+    best_score = class_scores.max(axis=1)
+    live = (best_score > thresholds.score).nonzero()[0]
+    live = live[_best_first(best_score[live], thresholds.max_detections)]
+    class_ids = class_scores[live].argmax(axis=1)
+    cx, cy, w, h = rows[live, :4].T
+    boxes = _xywh_to_xyxy(cx, cy, w, h)
+    if spec.normalised:
+        net_w, net_h = _network_size(transform)
+        boxes *= np.array([net_w, net_h, net_w, net_h], np.float32)
+    return _image_detections(boxes, best_score[live], class_ids, transform)
+
+
+def _per_row(array: np.ndarray, rows: int, name: str, shapes: str) -> np.ndarray:
+    """[1, K] or [1, K, 1] -> [K]."""
+    a = np.asarray(array)
+    if a.ndim not in (2, 3) or a.shape[1] != rows or (a.ndim == 3 and a.shape[2] != 1):
+        raise DecodeError(f'boxes_scores_labels {name} must be [1, K] with K = {rows} boxes, got {shapes}')
+    return a[0].reshape(rows)
+
+
+def _boxes_scores_labels(outputs: Sequence[np.ndarray], spec: OutputSpec, classes: int,
+                         transform: Transform, thresholds: Thresholds) -> Detections:
+    """boxes [1, K, 4], scores [1, K], labels [1, K] (, num_detections [1]): threshold, max
+    detections; the graph did the NMS."""
+    shapes = ', '.join(str(list(np.shape(o))) for o in outputs)
+    if len(outputs) not in (3, 4):
+        raise DecodeError(f'boxes_scores_labels takes boxes, scores, labels (, num_detections), got '
+                          f'{len(outputs)} outputs: {shapes}')
+    boxes = np.asarray(outputs[0])
+    if boxes.ndim != 3 or boxes.shape[2] != 4:
+        raise DecodeError(f'boxes_scores_labels boxes must be [1, K, 4], got {shapes}')
+    rows = boxes.shape[1]
+    scores = _per_row(outputs[1], rows, 'scores', shapes)
+    labels = _per_row(outputs[2], rows, 'labels', shapes)
+    if len(outputs) == 4:  # rows past the count are padding
+        valid = int(np.asarray(outputs[3]).reshape(-1)[0])
+        rows = max(0, min(rows, valid))
+    live = (scores[:rows] > thresholds.score).nonzero()[0]
+    class_ids = labels[live].astype(np.int64) - spec.class_offset
+    live, class_ids = live[class_ids >= 0], class_ids[class_ids >= 0]   # the background class
+    _check_classes(class_ids, classes, 'boxes_scores_labels')
+    order = _best_first(scores[live], thresholds.max_detections)
+    live, class_ids = live[order], class_ids[order]
+    picked = boxes[0, live].astype(np.float32)
+    if spec.boxes == 'cxcywh':
+        picked = _xywh_to_xyxy(*picked.T)
+    if spec.normalised:
+        net_w, net_h = _network_size(transform)
+        picked *= np.array([net_w, net_h, net_w, net_h], np.float32)
+    return _image_detections(picked, scores[live], class_ids, transform)
+
+
+Decoder = Callable[[Sequence[np.ndarray], Transform, Thresholds], Detections]
+_FOREIGN: dict[str, Callable[[Sequence[np.ndarray], OutputSpec, int, Transform, Thresholds], Detections]] = {
+    'yolo_v8': _yolo_v8, 'yolo_end2end': _yolo_end2end, 'rtdetr': _rtdetr,
+    'boxes_scores_labels': _boxes_scores_labels}
+# A format named without its OutputSpec decodes with model.json's defaults for its options.
+_DEFAULT_SPECS = {name: OutputSpec(name, (), normalised=name == 'rtdetr') for name in _FOREIGN}
+
+
+def _decode_other(outputs: Sequence[np.ndarray], output_format: str | OutputSpec, classes: int,
+                  transform: Transform, thresholds: Thresholds) -> Detections:
+    if isinstance(output_format, OutputSpec):
+        if output_format.format in ('dense_boxes_scores', 'class_box'):
+            return decode(outputs, output_format.format, classes, transform, thresholds)
+        spec = output_format
+    else:
+        spec = _DEFAULT_SPECS.get(output_format)  # type: ignore[assignment]
+        if spec is None:
+            raise DecodeError(f'unknown output format {output_format!r}')
+    decoder = _FOREIGN.get(spec.format)
+    if decoder is None:
+        raise DecodeError(f'unknown output format {spec.format!r}')
+    return decoder(outputs, spec, classes, transform, thresholds)
+
+
+def decoder_for(output: OutputSpec, classes: int) -> Decoder:
+    """The bundle's decoder, picked once (e.g. when a Detector is built) rather than per frame:
+    ``decoder(outputs, transform, thresholds)``, with model.json's options."""
+    name = output.format
+    if name in ('dense_boxes_scores', 'class_box'):
+        return lambda outputs, transform, thresholds: decode(outputs, name, classes, transform, thresholds)
+    decoder = _FOREIGN.get(name)
+    if decoder is None:
+        raise DecodeError(f'unknown output format {name!r}')
+    return lambda outputs, transform, thresholds: decoder(outputs, output, classes, transform, thresholds)

@@ -13,7 +13,7 @@ from .backends import Backend, BackendOptions
 from .backends.select import Selection, open_backend
 from .bundle import Bundle, load_bundle
 from .convert import Frame
-from .decode import Detections, Thresholds, decode
+from .decode import Detections, Thresholds, decoder_for
 from .preprocess import Preprocessor
 
 # handoff: the executor thread's receipt of a frame -> the worker starting on it (node.py)
@@ -26,6 +26,8 @@ class Detector:
         self.backend = backend
         self.thresholds = thresholds
         self._preprocess = Preprocessor(bundle.input)
+        # picked once, with model.json's output options (class_offset, box form, normalised)
+        self._decode = decoder_for(bundle.output, len(bundle.classes))
 
     def detect(self, frame: Frame) -> tuple[Detections, dict[str, float]]:
         """Detections in the frame's pixels, and seconds spent in preprocess, infer, postprocess."""
@@ -38,8 +40,7 @@ class Detector:
             prepared = time.perf_counter()
             outputs = self.backend.infer(tensor)
         inferred = time.perf_counter()
-        detections = decode(outputs, self.bundle.output.format, len(self.bundle.classes), transform,
-                            self.thresholds)
+        detections = self._decode(outputs, transform, self.thresholds)
         done = time.perf_counter()
         return detections, {'preprocess': prepared - start, 'infer': inferred - prepared,
                             'postprocess': done - inferred}

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception_core.bundle import InputSpec, Postprocess
-from perception_core.decode import NMS_BLOCK, DecodeError, Thresholds, decode, nms
+from perception_core.bundle import InputSpec, OutputSpec, Postprocess
+from perception_core.decode import NMS_BLOCK, DecodeError, Thresholds, decode, decoder_for, nms
 from perception_core.preprocess import plan_transform
 
 SPEC = InputSpec(name='images', height=256, width=320)
@@ -155,3 +155,64 @@ def test_decode_equals_the_reference_on_random_frames(seed):
         candidates.append(int(np.count_nonzero(out[0, :, 4:] >= thresholds.score)))
         limited += len(got) == thresholds.max_detections
     assert min(candidates) == 0 and max(candidates) > NMS_BLOCK and limited  # the cases above occurred
+
+
+# ---- foreign detectors' formats (end to end through ONNX Runtime: test_output_formats.py) -------
+
+# A 640 x 640 network input, Ultralytics' default
+NET_SPEC = InputSpec(name='images', height=640, width=640)
+T640 = plan_transform(480, 640, NET_SPEC)   # scale 1, pad_y 80
+
+
+def test_foreign_formats_decode_by_name_or_by_spec():
+    rows = np.array([[150, 250, 100, 100, 0.2, 0.9]], np.float32)      # cx, cy, w, h, 2 classes
+    normalised = np.concatenate([rows[:, :4] / 640, rows[:, 4:]], 1)[None].astype(np.float32)
+    for fmt, outputs in (('yolo_v8', [rows.T[None]]), ('rtdetr', [normalised])):
+        by_name = decode(outputs, fmt, 2, T640, LOOSE)
+        by_spec = decode(outputs, OutputSpec(fmt, ('o',), normalised=fmt == 'rtdetr'), 2, T640, LOOSE)
+        np.testing.assert_allclose(by_name.boxes, [[100, 120, 200, 220]], atol=1e-3)
+        np.testing.assert_array_equal(by_name.boxes, by_spec.boxes)
+        assert by_name.class_ids.tolist() == [1] and by_name.scores.tolist() == pytest.approx([0.9])
+
+
+def test_the_workspace_formats_decode_alike_by_spec():
+    rows = dense([[10, 18, 50, 58, 0.4, 0.0], [100, 108, 200, 208, 0.0, 0.9]])
+    by_name = decode(rows, 'dense_boxes_scores', 2, T, LOOSE)
+    spec = OutputSpec('dense_boxes_scores', ('detections',))
+    for got in (decode(rows, spec, 2, T, LOOSE), decoder_for(spec, 2)(rows, T, LOOSE)):
+        np.testing.assert_array_equal(got.boxes, by_name.boxes)
+        np.testing.assert_array_equal(got.class_ids, by_name.class_ids)
+
+
+def test_foreign_scores_must_exceed_the_threshold():
+    """As their reference postprocessing (``score > conf``), unlike the workspace's formats."""
+    rows = np.array([[[100, 100, 200, 200, 0.5, 0], [300, 300, 400, 400, 0.6, 1]]], np.float32)
+    assert decode([rows], 'yolo_end2end', 2, T640, Thresholds(0.5, 0.5, 10)).scores.tolist() == \
+        pytest.approx([0.6])
+
+
+def test_boxes_scores_labels_options():
+    boxes = np.array([[[0.25, 0.25, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]]], np.float32)
+    scores = np.array([[0.9, 0.8, 0.7]], np.float32)
+    labels = np.array([[1, 0, 2]], np.int64)  # torchvision: 0 = background
+    spec = OutputSpec('boxes_scores_labels', ('b', 's', 'l'), boxes='cxcywh', normalised=True, class_offset=1)
+    out = decode([boxes, scores, labels], spec, 2, T640, LOOSE)
+    assert out.class_ids.tolist() == [0, 1] and out.scores.tolist() == pytest.approx([0.9, 0.7])
+    np.testing.assert_allclose(out.boxes, [[128, 48, 192, 112], [256, 176, 384, 304]], atol=1e-3)
+    count = np.array([0], np.int64)
+    assert len(decode([boxes, scores, labels, count], spec, 2, T640, LOOSE)) == 0
+
+
+@pytest.mark.parametrize(('outputs', 'fmt', 'message'), [
+    ([np.zeros((1, 8400, 84), np.float32)], 'yolo_v8', r'\[1, 4 \+ 80, N\], got \[1, 8400, 84\]'),
+    ([np.zeros((1, 84, 8400)), np.zeros(1)], 'yolo_v8', 'one output'),
+    ([np.zeros((1, 300, 7), np.float32)], 'yolo_end2end', r'\[1, K, 6\]'),
+    ([np.zeros((1, 300, 85), np.float32)], 'rtdetr', r'\[1, Q, 4 \+ 80\]'),
+    ([np.zeros((1, 5, 4)), np.zeros((1, 5))], 'boxes_scores_labels', r'got 2 outputs: \[1, 5, 4\], \[1, 5\]'),
+    ([np.zeros((1, 5, 4)), np.zeros((1, 6)), np.zeros((1, 5))], 'boxes_scores_labels', 'scores must be'),
+    ([np.tile(np.float32([0, 0, 9, 9, 0.9, 80]), (1, 300, 1))], 'yolo_end2end', 'class 80 is outside'),
+    ([np.zeros((1, 5, 4))], 'yolo_v9', 'unknown output format'),
+])
+def test_foreign_shapes_are_decode_errors(outputs, fmt, message):
+    with pytest.raises(DecodeError, match=message):
+        decode(outputs, fmt, 80, T640, LOOSE)

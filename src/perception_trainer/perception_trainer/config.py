@@ -31,8 +31,11 @@ class TrainConfig(BaseModel):
         'centernet', description='detector architecture (lesson: old name of single_object)')
     train_data: str = Field(description='training set: synth directory, COCO/metadata.json or KITTI dir')
     val_data: str | None = Field(None, description='validation set (default: val_fraction of train_data)')
-    data_format: Literal['auto', 'coco', 'kitti', 'metadata', 'lesson'] = Field(
+    data_format: Literal['auto', 'coco', 'kitti', 'metadata', 'replicator', 'lesson'] = Field(
         'auto', description='annotation format (lesson: old name of metadata)')
+    max_occlusion: float | None = Field(
+        None, ge=0, le=1, description='Replicator BasicWriter: drop boxes whose occlusionRatio is above '
+        'this (default: keep all)')
     classes: list[str] | None = Field(None, description='class list (default: the training set\'s)')
     val_fraction: float = Field(0.1, gt=0, lt=1, description='held out of train_data when no val_data')
     input_height: int | None = Field(None, gt=0, description='network input height (default: arch\'s)')

@@ -83,7 +83,7 @@ def run_bundle(bundle: Bundle, labelled: LabelledSet, runtime: str, score_thresh
     with tqdm(total=len(labelled.samples), desc='evaluating', unit='img', disable=not progress) as bar:
         for indices, batch, transforms in _batches(labelled, bundle):
             outputs = runner(batch)
-            for i, d in zip(indices, decode_batch(outputs, bundle.output.format, len(bundle.classes),
+            for i, d in zip(indices, decode_batch(outputs, bundle.output, len(bundle.classes),
                                                   transforms, thresholds), strict=True):
                 found[i] = d
             bar.update(len(indices))
@@ -92,10 +92,11 @@ def run_bundle(bundle: Bundle, labelled: LabelledSet, runtime: str, score_thresh
 
 def evaluate_bundle(bundle_path: str | Path, data: str | Path, out: str | Path, *,
                     runtime: str = 'onnxruntime', data_format: str = 'auto',
-                    score_threshold: float = 0.05, samples: int = 6, progress: bool = True) -> dict[str, Any]:
+                    score_threshold: float = 0.05, samples: int = 6, progress: bool = True,
+                    max_occlusion: float | None = None) -> dict[str, Any]:
     """Score the bundle; writes eval.json, pr_curve.png and sample_*.png into ``out``."""
     bundle = load_bundle(bundle_path, check_onnx_hash=True)
-    labelled = load_dataset(data, data_format, bundle.classes)
+    labelled = load_dataset(data, data_format, bundle.classes, max_occlusion=max_occlusion)
     found = run_bundle(bundle, labelled, runtime, score_threshold, progress)
     kept = sorted(found)
     metrics: Metrics = evaluate([labelled.samples[i] for i in kept], bundle.classes,
@@ -133,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--bundle', required=True, type=Path, help='bundle directory (or a model file in it)')
     parser.add_argument('--data', required=True, type=Path, help='labelled data set (any supported format)')
     parser.add_argument('--format', choices=FORMATS, default='auto', dest='data_format')
+    parser.add_argument('--max-occlusion', type=float, default=None,
+                        help='Replicator BasicWriter: drop boxes whose occlusionRatio is above this')
     parser.add_argument('--out', required=True, type=Path, help='report directory')
     parser.add_argument('--runtime', choices=RUNTIMES, default='onnxruntime')
     parser.add_argument('--score-threshold', type=float, default=0.05, help='lowest score kept for mAP')
@@ -142,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         report = evaluate_bundle(args.bundle, args.data, args.out, runtime=args.runtime,
                                  data_format=args.data_format, score_threshold=args.score_threshold,
-                                 samples=args.samples)
+                                 samples=args.samples, max_occlusion=args.max_occlusion)
     except (BundleError, DatasetError) as exc:
         raise SystemExit(f'perception-eval: {exc}') from None
     print(format_table(report))

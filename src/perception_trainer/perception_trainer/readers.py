@@ -1,7 +1,8 @@
 """One entry point for every annotation format: ``load_dataset(path)``.
 
 ``path`` may be a directory written by ``perception-synth`` (holding all three formats), a COCO
-JSON file, a ``metadata.json`` (one object per sample), or a KITTI/TAO/Replicator directory.
+JSON file, a ``metadata.json`` (one object per sample), a KITTI/TAO directory (as Replicator's
+KittiWriter writes it), or a Replicator BasicWriter output directory (``bounding_box_2d_*.npy``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from .annotations import DatasetError, LabelledSet
 from .coco_format import read_coco
 from .kitti_format import LABEL_DIRS, read_kitti
 from .metadata_format import read_metadata
+from .replicator_format import find_box_type, read_replicator
 
 FORMAT_ALIASES = {'lesson': 'metadata'}  # old name (after the source lesson) -> current name
-FORMATS = ('auto', 'coco', 'kitti', 'metadata', *FORMAT_ALIASES)
+FORMATS = ('auto', 'coco', 'kitti', 'metadata', 'replicator', *FORMAT_ALIASES)
 COCO_FILE = 'coco_instances.json'
 METADATA_FILE = 'metadata.json'
 
@@ -30,8 +32,11 @@ def detect_format(path: Path) -> tuple[str, Path]:
             return 'metadata', path / METADATA_FILE
         if any((path / d).is_dir() for d in LABEL_DIRS):
             return 'kitti', path
-        raise DatasetError(f'{path}: no {COCO_FILE}, {METADATA_FILE} or KITTI label folder '
-                           f'({", ".join(LABEL_DIRS)}) inside')
+        if find_box_type(path) is not None:
+            return 'replicator', path
+        raise DatasetError(f'{path}: no {COCO_FILE}, {METADATA_FILE}, KITTI label folder '
+                           f'({", ".join(LABEL_DIRS)}) or Replicator BasicWriter '
+                           'bounding_box_2d_tight_*.npy / bounding_box_2d_loose_*.npy inside')
     if path.suffix == '.json' and path.is_file():
         try:
             with open(path, encoding='utf-8') as f:
@@ -46,18 +51,23 @@ def detect_format(path: Path) -> tuple[str, Path]:
     raise DatasetError(f'{path}: no such data set (a directory or a .json annotation file)')
 
 
-def load_dataset(path: str | Path, format: str = 'auto', classes: Sequence[str] | None = None) -> LabelledSet:
-    """Read a data set; ``classes`` fixes the class list (others become issues)."""
+def load_dataset(path: str | Path, format: str = 'auto', classes: Sequence[str] | None = None, *,
+                 max_occlusion: float | None = None) -> LabelledSet:
+    """Read a data set; ``classes`` fixes the class list (others become issues);
+    ``max_occlusion`` drops Replicator boxes whose occlusionRatio is above it (other formats
+    carry no ratio)."""
     path = Path(path)
     if format not in FORMATS:
         raise DatasetError(f'{path}: unknown format {format!r}; one of {list(FORMATS)}')
     format = FORMAT_ALIASES.get(format, format)
     if format == 'auto':
         format, path = detect_format(path)
-    elif path.is_dir() and format != 'kitti':
+    elif path.is_dir() and format not in ('kitti', 'replicator'):
         path = path / (COCO_FILE if format == 'coco' else METADATA_FILE)
     if format == 'coco':
         return read_coco(path, classes)
     if format == 'metadata':
         return read_metadata(path, classes)
+    if format == 'replicator':
+        return read_replicator(path, classes, max_occlusion=max_occlusion)
     return read_kitti(path, classes)

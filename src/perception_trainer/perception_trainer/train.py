@@ -90,9 +90,10 @@ def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Pr
 
 def _datasets(cfg: TrainConfig, process: distributed.Process
               ) -> tuple[LabelledSet, list[Sample], list[Sample], dict[str, Any]]:
-    train_set = load_dataset(cfg.train_data, cfg.data_format, cfg.classes)
+    train_set = load_dataset(cfg.train_data, cfg.data_format, cfg.classes, max_occlusion=cfg.max_occlusion)
     if cfg.val_data:
-        val_set = load_dataset(cfg.val_data, cfg.data_format, train_set.classes)
+        val_set = load_dataset(cfg.val_data, cfg.data_format, train_set.classes,
+                               max_occlusion=cfg.max_occlusion)
         train_samples, val_samples = train_set.samples, val_set.samples
         summary = {'train': train_set.summary(), 'val': val_set.summary()}
         issues = train_set.issues + val_set.issues

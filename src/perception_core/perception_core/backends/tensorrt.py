@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle import Bundle
+from ..ultralytics_engine import EngineHeaderError, plan_bytes
 from . import Backend, BackendError, BackendOptions, EngineUnusable
 
 
@@ -26,6 +27,57 @@ def available() -> bool:
     except ImportError:
         return False
     return hasattr(trt, 'Runtime')
+
+
+def _dims(dims: Any) -> list[int]:
+    return [int(dims[d]) for d in range(len(dims))]
+
+
+def describe_engine(path: Path) -> dict[str, Any]:
+    """What TensorRT says about the engine at ``path`` (after any Ultralytics header): this
+    runtime's facts and the engine's input/output tensors and input profile, in the sidecar's
+    terms ({"facts", "inputs", "outputs", "profile"}). ``perception-bundle import`` writes a missing
+    sidecar from this; it needs TensorRT and torch CUDA (BackendError otherwise)."""
+    if not available():
+        raise BackendError(f'{path}: reading an engine\'s tensors needs TensorRT (JetPack / the '
+                           'TensorRT wheels), which is not installed here')
+    import tensorrt as trt
+    import torch
+    if not torch.cuda.is_available():
+        raise BackendError(f'{path}: torch {torch.__version__} sees no CUDA device to load the engine on')
+    from ..sidecar import RuntimeFacts
+    try:
+        plan = plan_bytes(path)
+    except EngineHeaderError as exc:
+        raise BackendError(str(exc)) from exc
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise BackendError(f'{path}: TensorRT {trt.__version__} could not deserialise the engine')
+    major, minor = torch.cuda.get_device_capability()
+    facts = RuntimeFacts(tensorrt_version=trt.__version__, gpu_name=torch.cuda.get_device_name(),
+                         compute_capability=f'{major}.{minor}')
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    profile: dict[str, Any] = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        dims = engine.get_tensor_shape(name)
+        tensor = {'name': name, 'shape': _dims(dims),
+                  'dtype': str(engine.get_tensor_dtype(name)).split('.')[-1].lower()}
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+            inputs.append(tensor)
+            if not profile:
+                if engine.num_optimization_profiles > 0 and -1 in tensor['shape']:
+                    low, opt, high = engine.get_tensor_profile_shape(name, 0)
+                    profile = {'input': name, 'min': _dims(low), 'opt': _dims(opt), 'max': _dims(high)}
+                else:
+                    profile = {'input': name, 'min': tensor['shape'], 'opt': tensor['shape'],
+                               'max': tensor['shape']}
+        else:
+            outputs.append(tensor)
+    return {'facts': facts, 'inputs': inputs, 'outputs': outputs, 'profile': profile}
 
 
 class TensorRTBackend(Backend):
@@ -66,7 +118,12 @@ class TensorRTBackend(Backend):
         self._torch = torch
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        # An Ultralytics export puts a metadata header before the plan; TensorRT takes the plan only.
+        try:
+            plan = plan_bytes(path)
+        except EngineHeaderError as exc:
+            raise EngineUnusable(str(exc), missing=False) from exc
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise BackendError(f'{path}: TensorRT {trt.__version__} could not deserialise the engine')
         total = torch.cuda.mem_get_info()[1]

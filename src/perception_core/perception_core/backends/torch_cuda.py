@@ -22,7 +22,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..preprocess import Transform, plan_transform
 from . import Backend, BackendError, BackendOptions, torch_outputs
-from .torch_decode import BOX_COLUMNS, DenseRows
+from .torch_decode import BOX_COLUMNS, DEVICE_FORMATS, DenseRows
 from .torch_preprocess import TorchPreprocess
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,9 @@ class TorchCudaBackend(Backend):
         """``graphs=False`` launches op by op (the eager baseline); ``freeze=False`` keeps the
         TorchScript module unfrozen; ``module`` runs that module (e.g. a ``torch.compile``-d eager
         model) instead of loading ``path``."""
+        if bundle.output.format not in DEVICE_FORMATS:
+            raise BackendError(f'{path}: torch_cuda does not decode output format {bundle.output.format!r} '
+                               f'(it takes {list(DEVICE_FORMATS)})')
         try:
             import torch
         except ImportError as exc:

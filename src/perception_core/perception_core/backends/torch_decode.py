@@ -15,6 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 BOX_COLUMNS = 4
+# The output formats whose decoding this backend's captured programs serve: dense_boxes_scores
+# packed here, class_box copied whole. Foreign detectors' formats (bundle.py) are refused at load,
+# so the fallback chain moves on to a backend that returns their outputs as the model gives them.
+DEVICE_FORMATS = ('dense_boxes_scores', 'class_box')
 ROWS = 512  # room for the qualifying rows of a busy frame (~300 seen on synthetic scenes)
 
 

@@ -112,7 +112,7 @@ def compare(reference: Backend, candidate: Backend, bundle: Bundle, frames: Iter
         run.differences.add(ref_out, cand_out, reference.description, candidate.description)
         for found, outputs, transform in ((run.reference, ref_out, ref_transform),
                                           (run.candidate, cand_out, cand_transform)):
-            found.append(decode(outputs, bundle.output.format, len(bundle.classes), transform, thresholds))
+            found.append(decode(outputs, bundle.output, len(bundle.classes), transform, thresholds))
     return run
 
 

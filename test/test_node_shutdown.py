@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,14 +82,33 @@ def wait_until_up(node: subprocess.Popen, log: Path, timeout: float = 60.0) -> N
         time.sleep(0.02)
 
 
+@contextmanager
+def started_node(params: Path, output: Path, env: dict) -> Iterator[subprocess.Popen]:
+    """The node process, its stdout and stderr in ``output``; killed at the end if still running."""
+    with output.open('w') as sink:
+        node = subprocess.Popen([str(NODE), '--ros-args', '--params-file', str(params)], env=env,
+                                stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        yield node
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+
+
+def clean_exit_output(returncode: int, output: Path) -> str:
+    """The node's output, after asserting it exited 0 with no traceback."""
+    text = output.read_text()
+    assert returncode == 0, f'exit code {returncode}:\n{text}'
+    assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text
+    return text
+
+
 @pytest.mark.parametrize('signals', [s for _, s in STOPS], ids=[name for name, _ in STOPS])
 def test_signals_stop_the_node_cleanly_with_final_reports(tmp_path, ros_env, signals):
     params = params_file(tmp_path)
     output = tmp_path / 'output.txt'
-    with output.open('w') as sink:
-        node = subprocess.Popen([str(NODE), '--ros-args', '--params-file', str(params)], env=ros_env,
-                                stdout=sink, stderr=subprocess.STDOUT)
-    try:
+    with started_node(params, output, ros_env) as node:
         wait_until_up(node, tmp_path / 'node.log')
         assert not (tmp_path / 'monitoring.json').exists(), 'a report was written before shutdown'
         first_signal = time.time()
@@ -95,13 +116,7 @@ def test_signals_stop_the_node_cleanly_with_final_reports(tmp_path, ros_env, sig
             time.sleep(gap)
             node.send_signal(number)
         returncode = node.wait(timeout=20)
-    finally:
-        if node.poll() is None:
-            node.kill()
-            node.wait()
-    text = output.read_text()
-    assert returncode == 0, f'exit code {returncode}:\n{text}'
-    assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text
+    clean_exit_output(returncode, output)
     monitoring = json.loads((tmp_path / 'monitoring.json').read_text())
     assert monitoring['node'].endswith('isaac_trt_perception') and monitoring['wall_time'] >= first_signal
     assert monitoring['backend'].startswith('onnxruntime'), monitoring
@@ -116,10 +131,7 @@ def test_ctrl_c_during_start_up_stops_it_cleanly(tmp_path, ros_env, delay_ms):
     from the log file's creation (parameters read, platform and model checks under way)."""
     params = params_file(tmp_path)
     output, log = tmp_path / 'output.txt', tmp_path / 'node.log'
-    with output.open('w') as sink:
-        node = subprocess.Popen([str(NODE), '--ros-args', '--params-file', str(params)], env=ros_env,
-                                stdout=sink, stderr=subprocess.STDOUT)
-    try:
+    with started_node(params, output, ros_env) as node:
         deadline = time.monotonic() + 60
         while not log.exists() and node.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -128,11 +140,4 @@ def test_ctrl_c_during_start_up_stops_it_cleanly(tmp_path, ros_env, delay_ms):
         time.sleep(0.03)
         node.send_signal(INT)
         returncode = node.wait(timeout=20)
-    finally:
-        if node.poll() is None:
-            node.kill()
-            node.wait()
-    text = output.read_text()
-    assert returncode == 0, f'exit code {returncode}:\n{text}'
-    assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text
-    assert 'FATAL' not in text, text
+    assert 'FATAL' not in clean_exit_output(returncode, output), output.read_text()

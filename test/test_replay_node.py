@@ -19,9 +19,9 @@ replay, the transport of camera-sized frames, the node or the evaluation losing 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +29,8 @@ import pytest
 import yaml
 
 WORKSPACE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(WORKSPACE / 'src/perception_core/test'))  # probe_bundle
+import probe_bundle  # noqa: E402  # isort: skip
 NODE = WORKSPACE / 'install/isaac_trt_perception/lib/isaac_trt_perception/isaac_trt_perception_node'
 SHIPPED = WORKSPACE / 'models/detector'
 FRAME_PERIOD_MS = 1000 / 30
@@ -39,14 +41,6 @@ if not NODE.is_file():  # make test builds it and README promises these tests: m
 
 from perception.launch_plan import make_plan  # noqa: E402
 from perception.node_process import running_node  # noqa: E402
-
-
-def probe_module():
-    spec = importlib.util.spec_from_file_location(
-        'probe_bundle', WORKSPACE / 'src/perception_core/test/probe_bundle.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def deployment(tmp_path: Path, model: Path, **changes: object) -> Path:
@@ -114,8 +108,7 @@ def replay_rate(detection_ms: float) -> float:
 
 
 def test_every_frame_answered_with_probe_bundle(tmp_path: Path, ros_env: dict) -> None:
-    probe = probe_module()
-    model = probe.write_probe_bundle(tmp_path / 'bundle')
+    model = probe_bundle.write_probe_bundle(tmp_path / 'bundle')
     frames = 60
     config = deployment(tmp_path, model, **LOSSLESS)
     # a slow machine still proves that every frame is answered; its speed shows in the numbers printed
@@ -137,7 +130,7 @@ def test_every_frame_answered_with_probe_bundle(tmp_path: Path, ros_env: dict) -
     assert len(unanswered) == replaced == metrics['dropped'] and replaced <= frames // 20, \
         f'unanswered frames {unanswered}; the node counted {monitoring["frames_received"]} received, ' \
         f'drops {monitoring["dropped"]}'
-    assert metrics['detections'] == metrics['answered'] * len(probe.expected_boxes(640, 480))
+    assert metrics['detections'] == metrics['answered'] * len(probe_bundle.expected_boxes(640, 480))
     assert metrics['latency']['count'] == metrics['answered']
     assert 0 < metrics['latency']['p50_ms'] < 1000
     assert (tmp_path / 'report' / 'strip.png').is_file() and (tmp_path / 'report' / 'report.md').is_file()
@@ -147,7 +140,7 @@ def test_lockstep_into_sqlite_with_the_default_deployment(tmp_path: Path, ros_en
     """Lockstep keeps one frame in flight and never outruns the node's 30 Hz cap, so even the
     default best-effort, depth-1, rate-capped deployment answers every frame; the answers bag is
     sqlite3 (written from the thread that opened it, as sqlite requires)."""
-    model = probe_module().write_probe_bundle(tmp_path / 'bundle')
+    model = probe_bundle.write_probe_bundle(tmp_path / 'bundle')
     report, _ = replay_and_evaluate(tmp_path, deployment(tmp_path, model), ros_env, 20, model.parent,
                                     '--lockstep', '--storage', 'sqlite3')
     assert (report['metrics']['answered'], report['metrics']['dropped']) == (20, 0)

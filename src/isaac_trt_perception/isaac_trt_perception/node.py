@@ -32,6 +32,7 @@ from perception_core.qos import QosSpec
 from . import qos, startup
 from .cdr_check import CdrCheck
 from .health import Health
+from .image_input import image_input
 from .latest_frame import LatestFrame
 from .messages import label_info, vision_types
 from .node_log import NodeLog, severity
@@ -72,9 +73,10 @@ class DetectionNode(Node):
         for warning in check.warnings():
             self.log.warn(warning)
         path = check.path(types, classes)
+        source = image_input(v, path, self.log.warn)  # raw Image or image_transport's compressed
 
         # the names the topics really have here (namespace and -r remapping applied), for the logs
-        input_topic = self.resolve_topic_name(v['ros_integration.input_topic'])
+        input_topic = self.resolve_topic_name(source.topic)
         output_topic = self.resolve_topic_name(v['ros_integration.output_topic'])
         self.monitor = Monitor(STAGES)
         self.health = Health(v, platform, self.detector, selection, input_topic=input_topic, log=self.log,
@@ -91,14 +93,14 @@ class DetectionNode(Node):
         debug_pub = self.create_publisher(Image, debug_topic, profile) if debug_topic else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        processor = FrameProcessor(v, self.detector, self.health, self.monitor, path, input_topic=input_topic,
-                                   detections_pub=detections_pub, debug_pub=debug_pub, clock=self.get_clock(),
-                                   log=self.log)
+        processor = FrameProcessor(v, self.detector, self.health, self.monitor, path, source=source,
+                                   input_topic=input_topic, detections_pub=detections_pub,
+                                   debug_pub=debug_pub, clock=self.get_clock(), log=self.log)
         self.latest = LatestFrame(self.monitor, self.health.watchdog, self.health.rate, processor.process)
         startup.warm_up(self.detector, v, path, self.log)
         self.latest.start()
-        self.create_subscription(Image, v['ros_integration.input_topic'], self.latest.take_in, profile,
-                                 raw=path.raw)
+        self.create_subscription(source.message_type, source.topic, self.latest.take_in, profile,
+                                 raw=source.raw)
         self.create_timer(v['logging.diagnostic_interval'], self._report)
         if v['safety.watchdog_timeout'] > 0:
             self.create_timer(min(1.0, v['safety.watchdog_timeout'] / 4), self._check_watchdog)

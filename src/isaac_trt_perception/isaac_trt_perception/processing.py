@@ -3,7 +3,8 @@
 The frame comes in serialized and the detections go out serialized (``perception_core.cdr``):
 rclpy's per-field conversion was a large part of the node's own time per frame (bench/README.md).
 Where the start-up check found ``cdr.py`` disagreeing with rclpy, ``read`` and ``write`` are
-rclpy's path instead, chosen once so the frame pays nothing for the choice.
+rclpy's path instead, chosen once so the frame pays nothing for the choice. A compressed input
+(``image_input``) is decoded here too, on the worker thread, never on the executor's.
 """
 
 from __future__ import annotations
@@ -19,24 +20,28 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from perception_core.cdr import Header as FrameHeader
-from perception_core.convert import ImageError, frame_from_fields
+from perception_core.convert import ImageError
 from perception_core.debug_image import draw_detections
 from perception_core.detector import Detector
 from perception_core.metrics import Monitor
 
 from .cdr_check import MessagePath
 from .health import Health
+from .image_input import ImageInput
 from .node_log import NodeLog
 
 
 class FrameProcessor:
     def __init__(self, values: Mapping[str, Any], detector: Detector, health: Health, monitor: Monitor,
-                 path: MessagePath, *, input_topic: str, detections_pub: Publisher,
+                 path: MessagePath, *, source: ImageInput, input_topic: str, detections_pub: Publisher,
                  debug_pub: Publisher | None, clock: Clock, log: NodeLog) -> None:
-        """``input_topic``: the subscription's resolved (remapped) name, which the log lines name."""
+        """``input_topic``: the subscription's resolved (remapped) name, which the log lines name;
+        ``source`` reads a received message and makes the Frame (raw Image or CompressedImage)."""
         self.detector = detector
         self.monitor = monitor
-        self.read = path.read
+        self.read = source.read
+        self.to_frame = source.to_frame
+        self.bad_input = source.error_kind
         self.write = path.write
         self.detections_pub = detections_pub
         self.debug_pub = debug_pub
@@ -56,19 +61,20 @@ class FrameProcessor:
         return f'{self.topic} frame {header.frame_id!r} stamp {header.sec}.{header.nanosec:09d}'
 
     def process(self, msg: Any, received: float, handed_off: float) -> None:
-        """One frame taken from the slot (see ``LatestFrame``): serialized bytes, or an Image where
-        the start-up check chose rclpy's path."""
+        """One frame taken from the slot (see ``LatestFrame``): serialized bytes, or an Image (a
+        CompressedImage) where the start-up check chose rclpy's path."""
         start = time.perf_counter()
         header: FrameHeader | None = None
         try:
             header, fields = self.read(msg)
-            frame = frame_from_fields(**fields)
-        except ImageError as exc:
-            self.monitor.errors['bad_image'] += 1
-            # the header read before the failure, where the reader kept one (the payload's own)
-            self.log.throttled(f'bad_image.{exc.field}',
-                               f'{self.describe(getattr(exc, "header", None) or header)} skipped: {exc}',
-                               time.monotonic())
+            frame = self.to_frame(header, fields)
+        except ImageError as exc:  # a compressed one's decode error too (CompressedImageError)
+            self.monitor.errors[self.bad_input] += 1
+            # the header read before the failure, where the reader kept one (the payload's own);
+            # a decode error's message names the frame itself, so only its problem is added
+            self.log.throttled(f'{self.bad_input}.{exc.field}',
+                               f'{self.describe(getattr(exc, "header", None) or header)} skipped: '
+                               f'{getattr(exc, "problem", exc)}', time.monotonic())
             return
         converted = time.perf_counter()
         try:

@@ -200,3 +200,25 @@ class DetectionArrays:
                                       x2 - x1, y2 - y1, id_))
             offset += layout.size
         return b''.join(parts)
+
+
+_LENGTH = struct.Struct('<I')
+
+
+def read_compressed_image(data: bytes) -> tuple[Header, dict[str, Any]]:
+    """A serialized sensor_msgs/CompressedImage (header, format, data) -> its header and the fields
+    ``compressed.frame_from_compressed`` takes; ``data`` is a view over the received bytes. As in
+    ``read_image``, an ImageError raised after the header was read carries it."""
+    reader = _Reader(data)
+    header = reader.header()
+    try:
+        length, = reader.take(_LENGTH)
+        image_format = reader.text(length)
+        size, = reader.take(_LENGTH)
+        if reader.pos + size > reader.end:
+            raise ImageError('data', f'serialized CompressedImage announces {size} data bytes but holds '
+                             f'{reader.end - reader.pos}{reader.padding()}')
+    except ImageError as exc:
+        exc.header = header
+        raise
+    return header, {'format': image_format, 'data': memoryview(data)[reader.pos:reader.pos + size]}

@@ -40,6 +40,7 @@ class ParameterError(ValueError):
 
 BACKENDS = ('auto', 'tensorrt', 'torchscript', 'onnxruntime', 'torch_cuda')
 FALLBACK_BEHAVIORS = ('degraded', 'report')
+IMAGE_TRANSPORTS = ('raw', 'compressed')
 # logging.level's choices and ROS 2's name for each (``--log-level``, ``LoggingSeverity[name.upper()]``).
 LOG_LEVELS = {'DEBUG': 'debug', 'INFO': 'info', 'WARN': 'warn', 'WARNING': 'warn', 'ERROR': 'error',
               'FATAL': 'fatal'}
@@ -143,7 +144,13 @@ PARAMETERS: tuple[Parameter, ...] = (
     # ros_integration
     P('ros_integration.node_name', 'isaac_trt_perception', 'Node name the launch file gives the node; '
       'the params file applies to any name (-r __node:=NAME renames an instance).'),
-    P('ros_integration.input_topic', '/camera/image_rect', 'sensor_msgs/Image input topic.'),
+    P('ros_integration.input_topic', '/camera/image_rect', 'Camera image topic (image_transport\'s base '
+      'topic: with ros_integration.image_transport compressed the node subscribes its "/compressed").'),
+    P('ros_integration.image_transport', 'raw', 'How images arrive (image_transport\'s names): raw = '
+      'sensor_msgs/Image on input_topic; compressed = sensor_msgs/CompressedImage (JPEG or PNG, '
+      'compressed_image_transport\'s format strings) on input_topic + "/compressed", decoded by OpenCV '
+      'on the worker thread; a message that does not decode is counted (errors.bad_compressed_image) '
+      'and skipped.', choices=IMAGE_TRANSPORTS, extension=True),
     P('ros_integration.output_topic', '/object_detections', 'vision_msgs/Detection2DArray output topic.'),
     P('ros_integration.qos_profile.reliability', 'best_effort', 'Input and output reliability.',
       choices=qos.RELIABILITY),

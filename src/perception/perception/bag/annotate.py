@@ -16,9 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from perception.bag.evaluate import Evaluation, FrameResult, as_detections
-from perception.bag.messages import IMAGE
+from perception.bag.messages import COMPRESSED_IMAGE, IMAGE
 from perception.bag.reader import Bag, stamp_ns
 from perception_core.atomic import atomic_path
+from perception_core.compressed import frame_from_compressed
 from perception_core.convert import Frame, frame_from_image
 from perception_core.debug_image import draw_detections
 
@@ -30,7 +31,10 @@ RED = (255, 40, 40)
 
 def annotate(image: object, frame: FrameResult, classes: list[str]) -> np.ndarray:
     """An RGB image of the bag's frame with ground truth (white) and predictions (class colours)."""
-    source = frame_from_image(image)
+    if getattr(image, '__msgtype__', IMAGE) == COMPRESSED_IMAGE:  # a robot's bag: JPEG/PNG frames
+        source = frame_from_compressed(None, format=image.format, data=image.data)  # type: ignore[attr-defined]
+    else:
+        source = frame_from_image(image)
     canvas = np.ascontiguousarray(source.pixels[:, :, list(source.rgb_channels)])
     for d in frame.truth:
         cv2.rectangle(canvas, (int(d.x1), int(d.y1)), (int(d.x2), int(d.y2)), WHITE, 1)
@@ -43,7 +47,8 @@ def annotate(image: object, frame: FrameResult, classes: list[str]) -> np.ndarra
 def annotated_frames(evaluation: Evaluation, image_topic: str) -> Iterator[np.ndarray]:
     """Annotated RGB images of the evaluated frames, in order, read from the ground-truth bag."""
     frames = {f.stamp: f for f in evaluation.frames}
-    for _, image in Bag(evaluation.truth_bag).stamped(image_topic, IMAGE):
+    bag = Bag(evaluation.truth_bag)
+    for _, image in bag.stamped(image_topic, bag.topics.get(image_topic, IMAGE)):
         frame = frames.get(stamp_ns(image))
         if frame is not None:
             yield annotate(image, frame, evaluation.classes)

@@ -1,8 +1,10 @@
-"""``perception-bag``: record-synthetic, replay and evaluate (no ROS install needed for bags).
+"""``perception-bag``: record-synthetic, replay, evaluate and compare (no ROS install needed for bags).
 
-    perception-bag record-synthetic out/bags/synthetic --frames 300
+    perception-bag record-synthetic out/bags/synthetic --frames 300 [--compressed [--compressed-format png]]
     perception-bag replay out/bags/synthetic out/bags/answers [--rate 0.5 | --lockstep]
+        [--topic /front_camera/image_raw/compressed:=/camera/image_rect/compressed]
     perception-bag evaluate out/bags/synthetic out/bags/answers --out out/report
+    perception-bag compare out/bags/answers_a out/bags/answers_b --out out/compare [--images BAG]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import sys
 
+from perception.bag import compare
 from perception.bag.reader import BagError
 from perception.bag.record import DEFAULT_SEED
 
@@ -31,30 +34,35 @@ def _config_values(path: str | None) -> dict:
 def _record(args: argparse.Namespace) -> int:
     from perception.bag.record import record_synthetic
     from perception_core.synth import DEFAULT_CLASSES
+    if args.compressed_format and not args.compressed:
+        raise ValueError('--compressed-format applies to --compressed frames: add --compressed')
     classes = DEFAULT_CLASSES
     if args.bundle:
         from perception_core.bundle import load_bundle
         classes = load_bundle(args.bundle).classes
     bag = record_synthetic(args.out, frames=args.frames, fps=args.fps, width=args.width, height=args.height,
                            seed=args.seed, classes=classes, storage=args.storage, image_topic=args.topic,
-                           truth_topic=args.truth_topic, frame_id=args.frame_id)
-    print(f'{bag.path}: {bag.frames} frames {bag.width}x{bag.height} at {bag.fps:g} Hz on {args.topic}, '
+                           truth_topic=args.truth_topic, frame_id=args.frame_id,
+                           compressed=(args.compressed_format or 'jpeg') if args.compressed else None)
+    print(f'{bag.path}: {bag.frames} frames {bag.width}x{bag.height} at {bag.fps:g} Hz on {bag.image_topic}, '
           f'{bag.boxes} ground-truth boxes on {args.truth_topic}')
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from perception.bag.replay import deployment_topics, replay
+    from perception.bag.replay import deployment_topics, parse_remap, replay, subscribed_topic
     from perception.middleware import middleware_environment
     from perception_core.qos import QosSpec
     values = _config_values(args.config)
+    remaps = dict(parse_remap(text) for text in args.topic)
+    topics = {**deployment_topics(values), 'image_topic': subscribed_topic(values)}
     # Camera-sized frames need the large-frame middleware profile, as the node has it from the launch file.
     for key, value in middleware_environment().items():
         os.environ.setdefault(key, value)
     summary = replay(args.bag, args.out, qos=QosSpec.of(values), rate=args.rate, lockstep=args.lockstep,
                      max_rate_hz=float(values['runtime.inference_frequency']),
                      answer_timeout=args.answer_timeout, ready_timeout=args.ready_timeout,
-                     tail_timeout=args.tail_timeout, storage=args.storage, **deployment_topics(values))
+                     tail_timeout=args.tail_timeout, storage=args.storage, remaps=remaps, **topics)
     print(f'{summary.output}: {summary.published} frames published, {summary.answered} answered '
           f'in {summary.seconds:.1f} s')
     if summary.damage:
@@ -64,12 +72,16 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from perception.bag.evaluate import evaluate
-    from perception.bag.replay import deployment_topics
+    from perception.bag.replay import deployment_topics, parse_remap, source_topic, subscribed_topic
     from perception.bag.report import summary_table, write_report
-    topics = deployment_topics(_config_values(args.config))
+    values = _config_values(args.config)
+    # the node's input as replay fed it; the frames drawn in the report are the truth bag's topic
+    # that --topic remapped onto it (the same remaps as the replay), else that topic itself
+    topics = {**deployment_topics(values), 'image_topic': subscribed_topic(values)}
+    frames_topic = source_topic(topics['image_topic'], dict(parse_remap(text) for text in args.topic))
     evaluation = evaluate(args.truth, args.answers, truth_topic=args.truth_topic, **topics)
     context = {'backend': args.backend} if args.backend else {}
-    paths = write_report(evaluation, args.out, image_topic=topics['image_topic'], fps=args.fps,
+    paths = write_report(evaluation, args.out, image_topic=frames_topic, fps=args.fps,
                          context=context, video=not args.no_video)
     print(summary_table(evaluation.metrics, args.backend))
     print(json.dumps(paths, indent=2))
@@ -78,6 +90,11 @@ def _evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _topic_remaps(command: argparse.ArgumentParser, meaning: str) -> None:
+    command.add_argument('--topic', action='append', default=[], metavar='SRC:=DST',
+                         help=meaning + '; repeatable')
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument('--topic', default='/camera/image_rect')
     rec.add_argument('--truth-topic', default='/ground_truth')
     rec.add_argument('--frame-id', default='camera_optical_frame')
+    rec.add_argument('--compressed', action='store_true',
+                     help='frames as sensor_msgs/CompressedImage on TOPIC/compressed (image_transport\'s '
+                     'compressed transport) instead of raw Images')
+    rec.add_argument('--compressed-format', choices=('jpeg', 'png'),
+                     help='codec of --compressed frames (default: jpeg)')
     rec.set_defaults(run=_record)
 
     rep = sub.add_parser('replay', help='publish a bag\'s frames to the detector and record its answers')
@@ -114,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
                      help='seconds to wait for the detector to answer a warm-up frame')
     rep.add_argument('--tail-timeout', type=float, default=2.0, help='seconds to wait for late answers')
     rep.add_argument('--storage', choices=STORAGES, default='mcap')
+    _topic_remaps(rep, 'replay the bag\'s topic SRC onto DST, the detector\'s input topic (its '
+                  '/compressed one with image_transport compressed)')
     rep.set_defaults(run=_replay)
 
     ev = sub.add_parser('evaluate', help='mAP, latency and dropped frames; JSON, Markdown, plots, video')
@@ -126,7 +150,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument('--fps', type=float, default=30.0, help='frame rate of the annotated video')
     ev.add_argument('--no-video', action='store_true', help='skip the annotated MP4')
     ev.add_argument('--min-map50', type=float, help='exit 1 when mAP@.5 is below this')
+    _topic_remaps(ev, 'the replay\'s --topic remaps: the report draws the frames of SRC in the truth bag')
     ev.set_defaults(run=_evaluate)
+    compare.add_parser(sub)
     return root
 
 

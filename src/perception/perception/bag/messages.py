@@ -19,8 +19,11 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
+FRAME_TYPES = (IMAGE, COMPRESSED_IMAGE)  # what a replayed camera topic may carry
 DETECTIONS = 'vision_msgs/msg/Detection2DArray'
 TIME_REFERENCE = 'sensor_msgs/msg/TimeReference'
+COMPRESSION_CODECS = {'jpeg': '.jpg', 'png': '.png'}  # codec -> OpenCV's file extension
 # Humble's type definitions: the oldest distro the workspace supports; these types are unchanged since.
 STORE = Stores.ROS2_HUMBLE
 
@@ -76,6 +79,20 @@ def image_message(rgb: np.ndarray, stamp: int, frame_id: str) -> object:
     return typestore().types[IMAGE](header=header(stamp, frame_id), height=height, width=width,
                                     encoding='rgb8', is_bigendian=0, step=width * 3,
                                     data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1))
+
+
+def compressed_image_message(rgb: np.ndarray, stamp: int, frame_id: str, codec: str = 'jpeg') -> object:
+    """A sensor_msgs/CompressedImage of an HxWx3 uint8 RGB array as compressed_image_transport
+    publishes an rgb8 camera: converted to BGR, encoded by OpenCV, format "rgb8; jpeg compressed bgr8"
+    (or png)."""
+    import cv2
+    if codec not in COMPRESSION_CODECS:
+        raise ValueError(f'compression codec {codec!r} is not one of {list(COMPRESSION_CODECS)}')
+    ok, data = cv2.imencode(COMPRESSION_CODECS[codec], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f'OpenCV could not encode a {rgb.shape} image as {codec}')
+    return typestore().types[COMPRESSED_IMAGE](header=header(stamp, frame_id),
+                                               format=f'rgb8; {codec} compressed bgr8', data=data.reshape(-1))
 
 
 def detections_message(detections: Iterable[Detection], stamp: int, frame_id: str) -> object:

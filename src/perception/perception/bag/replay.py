@@ -9,6 +9,12 @@ minus stamp. The output bag holds
   ``header.stamp`` = the stamp it was published with, ``time_ref`` = its stamp in the input bag,
   ``source`` = the input bag. The evaluator maps answers back to ground truth through it.
 
+Frames are ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (image_transport's
+compressed transport), published as the bag holds them: a compressed topic is for a node with
+``ros_integration.image_transport: compressed``, which decodes it. ``remaps`` (``--topic SRC:=DST``)
+take the frames of the bag's topic SRC onto DST, so a robot's own recording
+(``/front_camera/image_raw/compressed``) drives the node's input topic.
+
 Pacing: the recorded rate (stamp differences) scaled by ``rate``, or ``lockstep``: the next frame
 goes out as soon as the previous one is answered (or ``answer_timeout`` passes), i.e. as fast as
 the detector keeps up. Before the first frame the replay repeats a warm-up frame until the
@@ -28,7 +34,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from perception.bag.messages import (
+    COMPRESSED_IMAGE,
     DETECTIONS,
+    FRAME_TYPES,
     IMAGE,
     TIME_REFERENCE,
     header,
@@ -37,6 +45,7 @@ from perception.bag.messages import (
     typestore,
 )
 from perception.bag.reader import Bag, BagError, stamp_ns
+from perception_core.compressed import SUFFIX
 from perception_core.qos import QosSpec
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,40 @@ def deployment_topics(values: dict) -> dict[str, str]:
     """The node's input and output topics as replay/evaluate keyword arguments."""
     return {'image_topic': str(values['ros_integration.input_topic']),
             'detections_topic': str(values['ros_integration.output_topic'])}
+
+
+def subscribed_topic(values: dict) -> str:
+    """The topic the node subscribes: the input topic, or its /compressed subtopic when
+    ros_integration.image_transport is compressed."""
+    topic = str(values['ros_integration.input_topic'])
+    if values.get('ros_integration.image_transport', 'raw') == 'compressed':
+        return topic.rstrip('/') + SUFFIX
+    return topic
+
+
+def parse_remap(text: str) -> tuple[str, str]:
+    """``SRC:=DST`` (ros2 bag play's remap syntax) -> (SRC, DST); ValueError naming the text."""
+    source, sep, target = text.partition(':=')
+    if not sep or not source.strip() or not target.strip():
+        raise ValueError(f'--topic {text!r} is not SRC:=DST (e.g. /front_camera/image_raw/compressed:='
+                         '/camera/image_rect/compressed)')
+    return source.strip(), target.strip()
+
+
+def source_topic(image_topic: str, remaps: dict[str, str]) -> str:
+    """The bag topic whose frames go onto ``image_topic``: the remap's SRC onto it, or itself.
+    The replay feeds one camera, so a remap onto any other topic is a mistake and refused."""
+    elsewhere = {src: dst for src, dst in remaps.items() if dst != image_topic}
+    if elsewhere:
+        src, dst = next(iter(elsewhere.items()))
+        raise ValueError(f'--topic {src}:={dst}: {dst!r} is not the detector\'s input topic {image_topic!r} '
+                         '(ros_integration.input_topic, with /compressed for image_transport compressed, '
+                         'from --config)')
+    onto = [src for src, dst in remaps.items() if dst == image_topic]
+    if len(onto) > 1:
+        raise ValueError(f'--topic: {onto} are all remapped onto {image_topic!r}; the replay feeds one '
+                         'camera')
+    return onto[0] if onto else image_topic
 
 
 @dataclass(frozen=True)
@@ -121,9 +164,10 @@ class _Recorder:
 
 
 def _restamped(msg: object, stamp: int) -> bytes:
-    """The frame serialized with a new header stamp; ``msg`` itself keeps its bag stamp."""
+    """The frame (Image or CompressedImage) serialized with a new header stamp; ``msg`` itself keeps
+    its bag stamp."""
     restamped = dataclasses.replace(msg, header=header(stamp, msg.header.frame_id))  # type: ignore[attr-defined]
-    return bytes(typestore().serialize_cdr(restamped, IMAGE))
+    return bytes(typestore().serialize_cdr(restamped, restamped.__msgtype__))  # type: ignore[attr-defined]
 
 
 def _sleep_until(deadline: float) -> None:
@@ -136,15 +180,18 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
            detections_topic: str = '/object_detections', qos: QosSpec = SENSOR_QOS, rate: float = 1.0,
            lockstep: bool = False, max_rate_hz: float = 0.0, answer_timeout: float = 1.0,
            ready_timeout: float = 60.0, tail_timeout: float = 2.0, storage: str = 'mcap',
-           progress: bool = True) -> ReplaySummary:
+           progress: bool = True, remaps: dict[str, str] | None = None) -> ReplaySummary:
     """Replay ``bag_path`` into the ROS graph this process's environment selects (ROS_DOMAIN_ID...).
+
+    The frames published on ``image_topic`` come from the bag's topic of that name, or from the
+    SRC of the ``remaps`` entry {SRC: image_topic}; Image or CompressedImage, as the bag holds them.
 
     ``max_rate_hz`` (lockstep only): never send faster than this, the detector's own rate cap
     (runtime.inference_frequency), which would otherwise drop every frame sent too soon.
     """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from vision_msgs.msg import Detection2DArray
 
     from isaac_trt_perception.qos import profile
@@ -152,10 +199,17 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
     if rate <= 0:
         raise ValueError(f'rate must be positive, got {rate}')
     bag = Bag(bag_path)
-    frames = bag.stamped(image_topic, IMAGE)
+    source = source_topic(image_topic, dict(remaps or {}))
+    frame_type = bag.topics.get(source, IMAGE)  # a missing topic: the reader's error names the bag's
+    if frame_type not in FRAME_TYPES:
+        raise BagError(f'{bag.path}: topic {source!r} has message type {frame_type!r}; a camera topic '
+                       f'carries {" or ".join(FRAME_TYPES)}')
+    frames = bag.stamped(source, frame_type)
     first = next(frames, None)
     if first is None:
-        raise BagError(f'{bag.path}: topic {image_topic!r} has no readable frames')
+        raise BagError(f'{bag.path}: topic {source!r} has no readable frames')
+    if source != image_topic:
+        log.info('frames of %s (%s) go onto %s', source, frame_type, image_topic)
     output = Path(output)
     if output.exists():
         raise FileExistsError(f'{output}: exists already; bags are never overwritten')
@@ -165,7 +219,8 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
     node = rclpy.create_node('perception_replay', context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    publisher = node.create_publisher(Image, image_topic, profile(qos))
+    message_class = CompressedImage if frame_type == COMPRESSED_IMAGE else Image
+    publisher = node.create_publisher(message_class, image_topic, profile(qos))
     # A deep queue on the recording side only, so that a slow bag write never loses an answer.
     node.create_subscription(Detection2DArray, detections_topic, recorder.on_detections,
                              profile(qos, depth=1000), raw=True)
@@ -178,7 +233,7 @@ def replay(bag_path: str | Path, output: str | Path, *, image_topic: str = '/cam
                  detections_topic=detections_topic)
         source = str(bag.path)
         origin_stamp, origin_clock = stamp_ns(first[1]), time.monotonic()
-        with tqdm(total=bag.counts.get(image_topic), desc=f'replaying {bag.path.name}', unit='frame',
+        with tqdm(total=bag.counts.get(source), desc=f'replaying {bag.path.name}', unit='frame',
                   disable=not progress) as bar:
             sent_clock = -1e9
             for msg in _frames(first[1], frames):

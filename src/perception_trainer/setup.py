@@ -23,6 +23,7 @@ setup(
             'perception-eval = perception_trainer.evaluate:main',
             'perception-export = perception_trainer.export:main',
             'perception-train-default = perception_trainer.recipe:main',
+            'perception-gap = perception_trainer.gap:main',
         ],
     },
 )

@@ -146,6 +146,9 @@ def node_plan(config: Path, model: Path, backend: str, rate: float, folder: Path
     document = yaml.safe_load(config.read_text())
     section = document['deployment_config']
     section.setdefault('model', {})['backend'] = backend
+    # the bench's model, whatever the YAML was written for (an imported model's input size, say)
+    from perception_core.bundle import load_bundle
+    section['model']['input_shape'] = list(load_bundle(model).input.shape())
     section.setdefault('runtime', {}).update(inference_frequency=rate, warmup_images=camera,
                                              profile_output_path=str(folder / 'node_profile.json'),
                                              monitoring_output_path=str(folder / 'node_monitoring.json'))
@@ -224,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         console = folder / 'node_console.log'
         try:
             with running_node(plan, console, env) as node:
-                receiver.wait_for_publisher(detections, node, timeout_s=120.0)
+                try:
+                    receiver.wait_for_publisher(detections, node, timeout_s=120.0)
+                except RuntimeError:  # the node did not come up: its own words say why
+                    print(log_tail(console, lines=40), file=sys.stderr)
+                    raise
                 sent = run_source(npz, '/camera/image_rect', rate=args.rate, repeat=repeat, env=env,
                                   log=folder / 'e2e.json', receiver=receiver)
         finally:

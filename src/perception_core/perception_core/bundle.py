@@ -18,13 +18,28 @@ model.json (format 1)::
         "resize": "letterbox",                   # or "stretch"
         "pad_value": 114,                        # letterbox border, 0..255
         "mean": [0.0, 0.0, 0.0],                 # applied after scaling pixels to [0, 1]
-        "std": [1.0, 1.0, 1.0]
+        "std": [1.0, 1.0, 1.0],
+        "extra_inputs": {                        # optional: constant inputs beside the image
+          "orig_target_sizes": {"dtype": "int64", "value": "network_size"}
+        }
       },
       "output": {"format": "dense_boxes_scores", "names": ["detections"]},
       "postprocess": {"score_threshold": 0.3, "nms_iou_threshold": 0.5, "max_detections": 100},
       "onnx_sha256": "...",                      # of model.onnx
       ... free-form: "training", "metrics", "versions"
     }
+
+Extra inputs (``input.extra_inputs``, optional): constant tensors the backends feed beside the
+image on every frame, for models that take more than one input, as the RT-DETR reference export
+(lyuwenyu/RT-DETR ``tools/export_onnx.py``) and Isaac ROS's RT-DETR / SyntheticaDETR models do
+with ``orig_target_sizes``. Each entry maps the model's input name to ``{"dtype", "value"}``:
+``dtype`` one of ``EXTRA_DTYPES``; ``value`` a list of numbers (fed as shape ``[1, len]``, a batch
+of one), a list of equal-length lists (fed as that ``[rows, len]``), or ``"network_size"``:
+``[[width, height]]`` of ``input``. Width first, because RT-DETR's postprocessor scales its
+normalised x1, y1, x2, y2 by ``orig_target_sizes.repeat(1, 2)``: the first number multiplies x.
+Fed the network size, its boxes come out in network-input pixels, which ``boxes_scores_labels``
+takes as they are. The TorchScript backend passes them as positional arguments after the image,
+in the order model.json lists them.
 
 Output formats (see ``decode.py``):
 
@@ -53,7 +68,9 @@ score threshold keeps scores strictly above it, as their reference postprocessin
     RT-DETR as Ultralytics exports it: one output ``[1, Q, 4 + C]``, cx, cy, w, h normalised to
     [0, 1] of the network input, then C sigmoided scores. Best class per query, threshold, max
     detections, no NMS. Ultralytics predicts RT-DETR on a stretched input (``"resize": "stretch"``).
-    Option ``"normalised": false`` for boxes already in network pixels.
+    Option ``"normalised": false`` for boxes already in network pixels. Option ``"layout":
+    "top_k"`` for ``[1, K, 6]`` rows of cx, cy, w, h, score, class: the decoder's own top-K in the
+    graph, as Ultralytics 8.4 exports RT-DETR (``"class_scores"``, the default, is ``[1, Q, 4 + C]``).
 ``boxes_scores_labels``
     torchvision-style / NMS-in-graph detectors: outputs ``boxes [1, K, 4]``, ``scores [1, K]``,
     ``labels [1, K]`` (integers) and optionally ``num_detections [1]`` (valid rows first), named
@@ -61,7 +78,9 @@ score threshold keeps scores strictly above it, as their reference postprocessin
     ``"boxes": "xyxy"`` (default) or ``"cxcywh"``; ``"normalised": true`` for boxes in [0, 1] of
     the network input (default false: network pixels); ``"class_offset": 1`` for labels counted
     from 1 with 0 the background, as torchvision's (label - class_offset indexes ``classes``;
-    labels outside ``classes`` are dropped).
+    labels outside ``classes`` are dropped). RT-DETR exported with its postprocessor (inputs
+    ``images`` + ``orig_target_sizes``, outputs ``labels``, ``boxes``, ``scores``) is this format
+    with ``input.extra_inputs.orig_target_sizes`` fed the network size: boxes in network pixels.
 
 e.g. ``"output": {"format": "boxes_scores_labels", "names": ["boxes", "scores", "labels"],
 "class_offset": 1}``.
@@ -71,9 +90,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 BUNDLE_FORMAT = 1
 MODEL_JSON = 'model.json'
@@ -84,8 +106,17 @@ OUTPUT_COUNTS = {'dense_boxes_scores': (1, 1), 'class_box': (2, 2), 'yolo_v8': (
                  'yolo_end2end': (1, 1), 'rtdetr': (1, 1), 'boxes_scores_labels': (3, 4)}
 # The ``output`` options each format takes; any of them on another format is an error, since it
 # would silently do nothing.
-OUTPUT_OPTIONS = {'rtdetr': ('normalised',), 'boxes_scores_labels': ('boxes', 'normalised', 'class_offset')}
+OUTPUT_OPTIONS = {'rtdetr': ('normalised', 'layout'),
+                  'boxes_scores_labels': ('boxes', 'normalised', 'class_offset')}
 BOX_ENCODINGS = ('xyxy', 'cxcywh')
+# rtdetr's two output layouts: per query C class scores, or the decoder's own top-K rows (cx, cy,
+# w, h, score, class), which Ultralytics 8.4 exports.
+RTDETR_LAYOUTS = ('class_scores', 'top_k')
+# Element types an extra input may declare (numpy names; ONNX Runtime and TensorRT spell them
+# tensor(int64) / DataType.INT64).
+EXTRA_DTYPES = ('int64', 'int32', 'float32', 'float16')
+# The value an extra input may name instead of spelling it: the network input's [[width, height]].
+NETWORK_SIZE = 'network_size'
 LAYOUTS = ('NCHW', 'NHWC')
 COLORS = ('RGB', 'BGR')
 RESIZE_MODES = ('letterbox', 'stretch')
@@ -93,6 +124,19 @@ RESIZE_MODES = ('letterbox', 'stretch')
 
 class BundleError(ValueError):
     """A bundle that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ExtraInput:
+    """A constant input the backends feed beside the image (``input.extra_inputs``)."""
+    name: str
+    dtype: str
+    value: str | tuple[tuple[float, ...], ...]   # NETWORK_SIZE, or rows of numbers
+
+    def array(self, height: int, width: int) -> np.ndarray:
+        """The tensor fed for a network input of ``height`` x ``width``."""
+        rows = ((width, height),) if self.value == NETWORK_SIZE else self.value
+        return np.array(rows, dtype=self.dtype)
 
 
 @dataclass(frozen=True)
@@ -106,6 +150,11 @@ class InputSpec:
     pad_value: int = 114
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    extra: tuple[ExtraInput, ...] = ()
+
+    def extra_arrays(self) -> dict[str, np.ndarray]:
+        """Each extra input's tensor by name, in model.json's order (empty for one-input models)."""
+        return {e.name: e.array(self.height, self.width) for e in self.extra}
 
     def shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         """The network input tensor's shape for ``batch`` frames, in this layout."""
@@ -121,6 +170,7 @@ class OutputSpec:
     boxes: str = 'xyxy'        # boxes_scores_labels: 'xyxy' or 'cxcywh'
     normalised: bool = False   # boxes in [0, 1] of the network input (rtdetr: true unless set)
     class_offset: int = 0      # model label - class_offset = index into classes
+    layout: str = 'class_scores'  # rtdetr: 'class_scores' ([1, Q, 4 + C]) or 'top_k' ([1, K, 6])
 
 
 @dataclass(frozen=True)
@@ -183,6 +233,46 @@ def _triple(section: dict, key: str, where: str, default: tuple) -> tuple[float,
     return (float(value[0]), float(value[1]), float(value[2]))
 
 
+def _extra_value(value: Any, dtype: str, where: str) -> str | tuple[tuple[float, ...], ...]:
+    if value == NETWORK_SIZE:
+        return NETWORK_SIZE
+
+    def number(v: Any) -> bool:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return ok and (isinstance(v, int) or not dtype.startswith('int'))
+    rows = value if isinstance(value, list) and value and all(isinstance(r, list) for r in value) \
+        else [value]
+    _require(all(isinstance(r, list) and r and all(number(v) for v in r) for r in rows)
+             and len({len(r) for r in rows}) == 1, where,
+             f'must be {NETWORK_SIZE!r}, a list of numbers or a list of equal-length lists of numbers'
+             + (' (integers for an integer dtype)' if dtype.startswith('int') else '') + f', got {value!r}')
+    if dtype.startswith('int'):
+        info = np.iinfo(dtype)
+        _require(all(info.min <= v <= info.max for r in rows for v in r), where,
+                 f'{value!r} does not fit {dtype}')
+    return tuple(tuple(r) for r in rows)
+
+
+def _extra_inputs(inp: dict, image: str, where: str) -> tuple[ExtraInput, ...]:
+    extras = inp.get('extra_inputs', {})
+    _require(isinstance(extras, dict), f'{where}: input.extra_inputs',
+             f'must map input names to {{"dtype", "value"}}, got {extras!r}')
+    found = []
+    for name, entry in extras.items():
+        key = f'{where}: input.extra_inputs.{name}'
+        _require(bool(name) and name != image, key,
+                 f'must name an input other than the image input {image!r}')
+        _require(isinstance(entry, dict), key, f'must be {{"dtype": ..., "value": ...}}, got {entry!r}')
+        unknown = sorted(set(entry) - {'dtype', 'value'})
+        _require(not unknown, f'{key}.{unknown[0]}' if unknown else key,
+                 'unknown key (it takes dtype, value)')
+        _require('value' in entry, f'{key}.value', 'missing')
+        dtype = _choice(entry, 'dtype', EXTRA_DTYPES, key, '')
+        value = _extra_value(entry['value'], dtype, f'{key}.value')
+        found.append(ExtraInput(name=name, dtype=dtype, value=value))
+    return tuple(found)
+
+
 def _output_spec(out: dict, names: tuple[str, ...], where: str) -> OutputSpec:
     fmt = _choice(out, 'format', OUTPUT_FORMATS, f'{where}: output', '')
     fewest, most = OUTPUT_COUNTS[fmt]
@@ -191,7 +281,7 @@ def _output_spec(out: dict, names: tuple[str, ...], where: str) -> OutputSpec:
              + (f'{fewest}' if fewest == most else f'{fewest} to {most}'))
     _require(len(set(names)) == len(names), f'{where}: output.names', 'names an output twice')
     taken = OUTPUT_OPTIONS.get(fmt, ())
-    for key in ('boxes', 'normalised', 'class_offset'):
+    for key in ('boxes', 'normalised', 'class_offset', 'layout'):
         _require(key not in out or key in taken, f'{where}: output.{key}',
                  f'does not apply to format {fmt}' + (f' (it takes {list(taken)})' if taken else ''))
     boxes = _choice(out, 'boxes', BOX_ENCODINGS, f'{where}: output', 'xyxy')
@@ -201,7 +291,9 @@ def _output_spec(out: dict, names: tuple[str, ...], where: str) -> OutputSpec:
     offset = out.get('class_offset', 0)
     _require(isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0,
              f'{where}: output.class_offset', f'must be a non-negative integer, got {offset!r}')
-    return OutputSpec(format=fmt, names=names, boxes=boxes, normalised=normalised, class_offset=offset)
+    layout = _choice(out, 'layout', RTDETR_LAYOUTS, f'{where}: output', 'class_scores')
+    return OutputSpec(format=fmt, names=names, boxes=boxes, normalised=normalised, class_offset=offset,
+                      layout=layout)
 
 
 def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundle:
@@ -230,7 +322,8 @@ def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundl
         layout=_choice(inp, 'layout', LAYOUTS, f'{where}: input', 'NCHW'),
         color=_choice(inp, 'color', COLORS, f'{where}: input', 'RGB'),
         resize=_choice(inp, 'resize', RESIZE_MODES, f'{where}: input', 'letterbox'),
-        pad_value=pad, mean=_triple(inp, 'mean', f'{where}: input', (0.0, 0.0, 0.0)), std=std)
+        pad_value=pad, mean=_triple(inp, 'mean', f'{where}: input', (0.0, 0.0, 0.0)), std=std,
+        extra=_extra_inputs(inp, inp['name'], where))
 
     out = data.get('output')
     _require(isinstance(out, dict), f'{where}: output', 'missing or not an object')

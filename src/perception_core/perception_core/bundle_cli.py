@@ -14,39 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundle import Bundle, BundleError, load_bundle
+from .bundle import NETWORK_SIZE, Bundle, BundleError, load_bundle
 from .bundle_import import NeedsTensorRT, import_model, parse_input_size
+from .decode import Thresholds
+from .decode import describe as decoding_steps
 
 PROG = 'perception-bundle'
 EXIT_INPUT, EXIT_MISSING = 2, 3
 FIRST_NAMES = 8
-
-# How each output format becomes detections (decode.py / output_formats.py hold the code): the
-# lines ``show`` prints between preprocessing and mapping boxes back to the image.
-DECODING: dict[str, tuple[str, ...]] = {
-    'dense_boxes_scores': (
-        '{names}: [B, N, 4 + C] rows of x1, y1, x2, y2 (network pixels) and per-class scores',
-        'keep (row, class) pairs with score >= {score}',
-        'class-aware NMS at IoU {iou}, at most {max} detections'),
-    'class_box': (
-        '{names}: class logits [B, C] and box [B, 4] x1, y1, x2, y2 normalised to the input',
-        'one detection per image: the best class (softmax), kept if its score >= {score}'),
-    'yolo_v8': (
-        '{names}: [B, 4 + C, N]: per anchor cx, cy, w, h (network pixels) and C class scores, '
-        'no objectness',
-        'each anchor\'s best class, kept if its score > {score}',
-        'class-aware NMS at IoU {iou}, at most {max} detections'),
-    'yolo_end2end': (
-        '{names}: [B, K, 6] rows of x1, y1, x2, y2 (network pixels), score, class; NMS-free',
-        'keep rows with score > {score}, at most {max} detections'),
-    'rtdetr': (
-        '{names}: [B, Q, 4 + C]: per query cx, cy, w, h normalised to the input and C sigmoid scores',
-        'each query\'s best class, kept if its score > {score}, at most {max} detections'),
-    'boxes_scores_labels': (
-        '{names}: boxes x1, y1, x2, y2, scores and labels (NMS already in the graph)',
-        'keep detections with score > {score}, at most {max} detections'),
-}
-
 
 def _input_line(bundle: Bundle) -> str:
     i = bundle.input
@@ -54,6 +29,13 @@ def _input_line(bundle: Bundle) -> str:
     resize = f'letterbox (pad {i.pad_value})' if i.resize == 'letterbox' else 'stretch'
     return (f'input: {i.name!r} {shape} {i.layout}, {i.color}, {resize}, pixels / 255, '
             f'mean {list(i.mean)}, std {list(i.std)}')
+
+
+def _extra_input_lines(bundle: Bundle) -> list[str]:
+    i = bundle.input
+    return [f'extra input: {e.name!r} {e.dtype} {list(array.shape)} = {array.tolist()}'
+            + (' (network_size: width, height of the input)' if e.value == NETWORK_SIZE else '')
+            for e, array in zip(i.extra, i.extra_arrays().values(), strict=True)]
 
 
 def _engine_lines(bundle: Bundle) -> list[str]:
@@ -96,6 +78,7 @@ def describe(bundle: Bundle) -> list[str]:
     names = ', '.join(bundle.classes[:FIRST_NAMES]) + (', ...' if len(bundle.classes) > FIRST_NAMES else '')
     lines.append(f'classes: {len(bundle.classes)}: {names}')
     lines.append(_input_line(bundle))
+    lines += _extra_input_lines(bundle)
     options = {k: v for k, v in (bundle.raw.get('output') or {}).items() if k not in ('format', 'names')}
     lines.append(f'output: {bundle.output.format}, tensors {", ".join(bundle.output.names)}'
                  + (f', options {options}' if options else ''))
@@ -103,12 +86,12 @@ def describe(bundle: Bundle) -> list[str]:
     lines.append(f'postprocess defaults: score {p.score_threshold}, NMS IoU {p.nms_iou_threshold}, '
                  f'at most {p.max_detections} detections')
     i = bundle.input
-    values = {'names': ', '.join(bundle.output.names), 'score': p.score_threshold,
-              'iou': p.nms_iou_threshold, 'max': p.max_detections}
     steps = [f'{i.resize} the camera image to {i.width}x{i.height}, {i.color}, / 255, '
              f'(x - mean) / std, {i.layout}']
-    steps += [s.format(**values) for s in DECODING.get(
-        bundle.output.format, ('{names}: format ' + bundle.output.format + ' (see output_formats.py)',))]
+    if i.extra:
+        steps.append('feed beside it, every frame: ' + ', '.join(
+            f'{name} {array.tolist()}' for name, array in i.extra_arrays().items()))
+    steps += decoding_steps(bundle.output, Thresholds.resolve(p))
     steps.append('boxes back to image pixels: undo the ' + (
         'letterbox (remove the padding, divide by the scale)' if i.resize == 'letterbox' else 'stretch')
         + ', clipped to the image')

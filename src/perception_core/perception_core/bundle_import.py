@@ -21,14 +21,14 @@ import ast
 import json
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import write_json
-from .bundle import BUNDLE_FORMAT, MODEL_JSON, BundleError, load_bundle, sha256_of
+from .bundle import BUNDLE_FORMAT, EXTRA_DTYPES, MODEL_JSON, NETWORK_SIZE, BundleError, load_bundle, sha256_of
 
 ARCH = 'imported'
 # Ultralytics' predict() defaults (ultralytics/cfg/default.yaml: conf, iou, max_det).
@@ -36,8 +36,22 @@ POSTPROCESS = {'score_threshold': 0.25, 'nms_iou_threshold': 0.7, 'max_detection
 # Ultralytics' preprocessing (LetterBox(114), BGR->RGB, / 255).
 PREPROCESS = {'layout': 'NCHW', 'color': 'RGB', 'resize': 'letterbox', 'pad_value': 114,
               'mean': [0.0, 0.0, 0.0], 'std': [1.0, 1.0, 1.0]}
+# RT-DETR exported with its postprocessor (lyuwenyu/RT-DETR tools/export_onnx.py; Isaac ROS's RT-DETR
+# and SyntheticaDETR models): a second input the boxes are scaled by, [[width, height]] (the
+# postprocessor multiplies x1, y1, x2, y2 by orig_target_sizes.repeat(1, 2)). Fed the network size,
+# the boxes come out in network pixels.
+TARGET_SIZES = 'orig_target_sizes'
+# Isaac ROS's RT-DETR graph (isaac_ros_rtdetr_core.launch.py): ResizeNode keep_aspect_ratio to fit
+# 640x640 and PadNode to 640x640 (a letterbox), rgb8, and ImageToTensorNode with scale False, so the
+# network sees 0..255 (std 1/255 undoes our / 255). Isaac ROS pads bottom-right where our letterbox
+# centres the image; the boxes are mapped back by the same transform either way.
+ISAAC_ROS_RTDETR = {'layout': 'NCHW', 'color': 'RGB', 'resize': 'letterbox', 'pad_value': 0,
+                    'mean': [0.0, 0.0, 0.0], 'std': [1 / 255, 1 / 255, 1 / 255]}
 ENGINE_NAME = 'model.engine'
 ONNX_NAME = 'model.onnx'
+# ONNX Runtime's input element types -> numpy's names (model.json input.extra_inputs.*.dtype).
+ORT_TYPES = {'tensor(int64)': 'int64', 'tensor(int32)': 'int32', 'tensor(float)': 'float32',
+             'tensor(float16)': 'float16', 'tensor(double)': 'float64'}
 CLASSES_HELP = ('--classes FILE (a names list one per line, a YOLO data.yaml with names:, or a '
                 'COCO json with categories)')
 
@@ -52,6 +66,7 @@ class Tensors:
     inputs: list[tuple[str, list[int | str | None]]]
     outputs: list[tuple[str, list[int | str | None]]]
     metadata: dict[str, str]
+    input_types: dict[str, str] = field(default_factory=dict)  # name -> numpy dtype name, where known
 
 
 # ---------------------------------------------------------------------------- reading the model
@@ -74,7 +89,8 @@ def read_onnx(path: Path) -> Tensors:
     inputs = [(v.name, _dims(v.shape)) for v in session.get_inputs()]
     outputs = [(v.name, _dims(v.shape)) for v in session.get_outputs()]
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    return Tensors(inputs=inputs, outputs=outputs, metadata=metadata)
+    types = {v.name: ORT_TYPES.get(v.type, v.type) for v in session.get_inputs()}
+    return Tensors(inputs=inputs, outputs=outputs, metadata=metadata, input_types=types)
 
 
 def parse_names(value: Any, where: str) -> list[str]:
@@ -171,9 +187,11 @@ def input_entry(tensors: Tensors, input_size: tuple[int, int] | None, where: str
     imgsz), layout from where the 3 channels sit, Ultralytics' preprocessing."""
     images = [(n, s) for n, s in tensors.inputs if len(s) == 4]
     others = [n for n, s in tensors.inputs if len(s) != 4]
-    if len(images) != 1 or others:
-        raise BundleError(f'{where}: inputs {[(n, s) for n, s in tensors.inputs]}: a bundle feeds exactly '
-                          'one image input [batch, 3, H, W] (or [batch, H, W, 3])')
+    if len(images) != 1 or [n for n in others if n != TARGET_SIZES]:
+        raise BundleError(f'{where}: inputs {[(n, s) for n, s in tensors.inputs]}: a bundle feeds one '
+                          f'image input [batch, 3, H, W] (or [batch, H, W, 3]), and besides it only '
+                          f'{TARGET_SIZES!r} [batch, 2] is recognised on import (declare others in '
+                          'model.json input.extra_inputs, bundle.py)')
     name, shape = images[0]
     layout = 'NHWC' if shape[3] == 3 and shape[1] != 3 else 'NCHW'
     h, w = (shape[1], shape[2]) if layout == 'NHWC' else (shape[2], shape[3])
@@ -190,7 +208,23 @@ def input_entry(tensors: Tensors, input_size: tuple[int, int] | None, where: str
                               'model has no imgsz metadata; give --input-size WIDTHxHEIGHT')
         entry.update(height=size[0], width=size[1])
     entry.update(PREPROCESS, layout=layout)
+    if others:
+        entry['extra_inputs'] = {TARGET_SIZES: target_sizes_entry(tensors, where)}
     return entry
+
+
+def target_sizes_entry(tensors: Tensors, where: str) -> dict[str, Any]:
+    """input.extra_inputs.orig_target_sizes: the network size, [[width, height]], in the model's
+    integer (or float) type, so RT-DETR's postprocessor gives boxes in network pixels."""
+    shape = dict(tensors.inputs)[TARGET_SIZES]
+    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != 2):
+        raise BundleError(f'{where}: input {TARGET_SIZES!r} has shape {shape}; RT-DETR\'s is '
+                          '[batch, 2] (width, height)')
+    dtype = tensors.input_types.get(TARGET_SIZES, 'int64')
+    if dtype not in EXTRA_DTYPES:
+        raise BundleError(f'{where}: input {TARGET_SIZES!r} is {dtype}; an extra input is one of '
+                          f'{list(EXTRA_DTYPES)}')
+    return {'dtype': dtype, 'value': NETWORK_SIZE}
 
 
 def class_names(tensors: Tensors, classes_file: Path | None, where: str) -> list[str] | None:
@@ -214,7 +248,14 @@ def model_json_for(tensors: Tensors, classes: list[str] | None, source: Path, so
     where = str(source)
     inp = input_entry(tensors, input_size, where)
     output = infer_output(tensors.outputs, len(classes) if classes is not None else None, tensors.metadata)
-    if output.get('format') == 'rtdetr':
+    if 'extra_inputs' in inp:
+        if output.get('format') != 'boxes_scores_labels':
+            raise BundleError(f'{where}: input {TARGET_SIZES!r} is RT-DETR\'s exported postprocessor, '
+                              f'whose outputs are labels, boxes, scores; this model\'s are '
+                              f'{[n for n, _ in tensors.outputs]}')
+        # boxes x1, y1, x2, y2 in orig_target_sizes pixels = network pixels: the format's defaults.
+        inp.update(ISAAC_ROS_RTDETR)
+    elif output.get('format') == 'rtdetr':
         # Ultralytics' RTDETRPredictor feeds RT-DETR a stretched image (LetterBox scale_fill), not
         # the letterbox its YOLO predictor uses; its boxes are fractions of that stretched input.
         inp['resize'] = 'stretch'
@@ -295,8 +336,12 @@ def engine_tensors(header: Mapping[str, Any], described: Mapping[str, Any]) -> T
     def shape(t: Mapping[str, Any]) -> list[int | str | None]:
         return [int(d) if int(d) >= 0 else None for d in t['shape']]
     metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in header.items()}
+    # TensorRT's DataType names (describe_engine lowercases them) -> numpy's.
+    trt_types = {'float': 'float32', 'half': 'float16', 'int64': 'int64', 'int32': 'int32'}
     return Tensors(inputs=[(t['name'], shape(t)) for t in described['inputs']],
-                   outputs=[(t['name'], shape(t)) for t in described['outputs']], metadata=metadata)
+                   outputs=[(t['name'], shape(t)) for t in described['outputs']], metadata=metadata,
+                   input_types={t['name']: trt_types.get(t.get('dtype', ''), t.get('dtype', ''))
+                                for t in described['inputs']})
 
 
 def header_precision(header: Mapping[str, Any]) -> str:

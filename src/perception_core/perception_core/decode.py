@@ -3,6 +3,7 @@
 ``rtdetr``, ``boxes_scores_labels``; bundle.py documents each), score threshold, class-aware NMS
 where the format has it, max detections. Pure numpy; the node, the evaluator and the engine
 verifier all decode through :func:`decode` (or :func:`decoder_for`, which picks the format once).
+:func:`describe` says in words what each format's decoder does (``perception-bundle show``).
 
 The foreign decoders follow their models' reference postprocessing (Ultralytics'
 ``ops.non_max_suppression`` and ``RTDETRPredictor.postprocess``, torchvision's box threshold): a
@@ -272,14 +273,23 @@ def _rtdetr(outputs: Sequence[np.ndarray], spec: OutputSpec, classes: int, trans
     """[1, Q, 4 + C] cx, cy, w, h (normalised) and scores: per query its best class, threshold,
     max detections, no NMS, as Ultralytics' RTDETRPredictor.postprocess."""
     out = _one_output(outputs, 'rtdetr')
-    if out.ndim != 3 or out.shape[2] != 4 + classes:
-        raise DecodeError(f'rtdetr output must be [1, Q, 4 + {classes}], got {list(out.shape)}')
     rows = out[0]
-    class_scores = rows[:, 4:]
-    best_score = class_scores.max(axis=1)
-    live = (best_score > thresholds.score).nonzero()[0]
-    live = live[_best_first(best_score[live], thresholds.max_detections)]
-    class_ids = class_scores[live].argmax(axis=1)
+    if spec.layout == 'top_k':  # the decoder's top-K rows: cx, cy, w, h, score, class
+        if out.ndim != 3 or out.shape[2] != 6:
+            raise DecodeError(f'rtdetr (layout top_k) output must be [1, K, 6], got {list(out.shape)}')
+        best_score = rows[:, 4]
+        live = (best_score > thresholds.score).nonzero()[0]
+        live = live[_best_first(best_score[live], thresholds.max_detections)]
+        class_ids = rows[live, 5].astype(np.int64)
+        _check_classes(class_ids, classes, 'rtdetr')
+    else:
+        if out.ndim != 3 or out.shape[2] != 4 + classes:
+            raise DecodeError(f'rtdetr output must be [1, Q, 4 + {classes}], got {list(out.shape)}')
+        class_scores = rows[:, 4:]
+        best_score = class_scores.max(axis=1)
+        live = (best_score > thresholds.score).nonzero()[0]
+        live = live[_best_first(best_score[live], thresholds.max_detections)]
+        class_ids = class_scores[live].argmax(axis=1)
     cx, cy, w, h = rows[live, :4].T
     boxes = _xywh_to_xyxy(cx, cy, w, h)
     if spec.normalised:
@@ -350,6 +360,79 @@ def _decode_other(outputs: Sequence[np.ndarray], output_format: str | OutputSpec
     if decoder is None:
         raise DecodeError(f'unknown output format {spec.format!r}')
     return decoder(outputs, spec, classes, transform, thresholds)
+
+
+# ---- what each format does, in words (``perception-bundle show``) ----------------------------------
+# Beside the decoders they describe, so a change to one is in view of the other; each takes the
+# bundle's OutputSpec, so the options model.json sets (box encoding, normalised, class offset, a
+# count output) are in the words. Not on the per-frame path.
+
+def _boxes_in(spec: OutputSpec, encoding: str) -> str:
+    return f'{encoding} ' + ('normalised to the network input' if spec.normalised else '(network pixels)')
+
+
+def _describe_dense(spec: OutputSpec, t: Thresholds) -> list[str]:
+    return [f'{_names(spec)}: [B, N, 4 + C] rows of x1, y1, x2, y2 (network pixels) and per-class scores',
+            f'keep (row, class) pairs with score >= {t.score}',
+            f'class-aware NMS at IoU {t.nms_iou}, at most {t.max_detections} detections']
+
+
+def _describe_class_box(spec: OutputSpec, t: Thresholds) -> list[str]:
+    return [f'{_names(spec)}: class logits [B, C] and box [B, 4] x1, y1, x2, y2 normalised to the input',
+            f'one detection per image: the best class (softmax), kept if its score >= {t.score}']
+
+
+def _describe_yolo_v8(spec: OutputSpec, t: Thresholds) -> list[str]:
+    return [f'{_names(spec)}: [B, 4 + C, N]: per anchor cx, cy, w, h (network pixels) and C class scores, '
+            'no objectness',
+            f'each anchor\'s best class, kept if its score > {t.score}',
+            f'class-aware NMS at IoU {t.nms_iou}, at most {t.max_detections} detections']
+
+
+def _describe_yolo_end2end(spec: OutputSpec, t: Thresholds) -> list[str]:
+    return [f'{_names(spec)}: [B, K, 6] rows of x1, y1, x2, y2 (network pixels), score, class; NMS-free',
+            f'keep rows with score > {t.score}, at most {t.max_detections} detections']
+
+
+def _describe_rtdetr(spec: OutputSpec, t: Thresholds) -> list[str]:
+    if spec.layout == 'top_k':
+        return [f'{_names(spec)}: [B, K, 6]: the decoder\'s top-K rows of '
+                f'{_boxes_in(spec, "cx, cy, w, h")}, score, class',
+                f'keep rows with score > {t.score}, at most {t.max_detections} detections; no NMS']
+    return [f'{_names(spec)}: [B, Q, 4 + C]: per query {_boxes_in(spec, "cx, cy, w, h")} and C sigmoid '
+            'scores',
+            f'each query\'s best class, kept if its score > {t.score}, at most {t.max_detections} detections']
+
+
+def _describe_boxes_scores_labels(spec: OutputSpec, t: Thresholds) -> list[str]:
+    encoding = 'cx, cy, w, h' if spec.boxes == 'cxcywh' else 'x1, y1, x2, y2'
+    lines = [f'{", ".join(spec.names[:3])}: boxes [B, K, 4] {_boxes_in(spec, encoding)}, scores [B, K], '
+             'labels [B, K] (NMS already in the graph)']
+    if len(spec.names) == 4:
+        lines.append(f'only the first {spec.names[3]} rows are detections')
+    lines.append(f'keep detections with score > {t.score}, at most {t.max_detections} detections')
+    if spec.class_offset:
+        lines.append(f'class = label - {spec.class_offset} (labels below {spec.class_offset} are background)')
+    return lines
+
+
+def _names(spec: OutputSpec) -> str:
+    return ', '.join(spec.names)
+
+
+_DESCRIBE: dict[str, Callable[[OutputSpec, Thresholds], list[str]]] = {
+    'dense_boxes_scores': _describe_dense, 'class_box': _describe_class_box,
+    'yolo_v8': _describe_yolo_v8, 'yolo_end2end': _describe_yolo_end2end, 'rtdetr': _describe_rtdetr,
+    'boxes_scores_labels': _describe_boxes_scores_labels}
+
+
+def describe(output: OutputSpec, thresholds: Thresholds) -> list[str]:
+    """How ``decode`` turns this bundle's outputs into detections, step by step, in words, with the
+    thresholds it will use (the steps between preprocessing and mapping boxes to the image)."""
+    describe_format = _DESCRIBE.get(output.format)
+    if describe_format is None:
+        raise DecodeError(f'unknown output format {output.format!r}')
+    return describe_format(output, thresholds)
 
 
 def decoder_for(output: OutputSpec, classes: int) -> Decoder:

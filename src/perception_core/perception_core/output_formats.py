@@ -8,7 +8,9 @@ there they decide, and shapes decide the rest:
 
 - one output ``[1, 4 + C, N]`` with N > 4 + C: ``yolo_v8`` (N = anchors for that input size, e.g.
   8400 at 640x640, 2100 at 320x320);
-- one output ``[1, K, 6]``: ``yolo_end2end`` (NMS in the graph);
+- one output ``[1, K, 6]``: ``yolo_end2end`` (NMS in the graph: metadata ``end2end``, or
+  ``nms=True`` in the export ``args``); from an RT-DETR (metadata ``head: RTDETRDecoder``),
+  ``rtdetr`` with ``layout: top_k`` (Ultralytics 8.4's export);
 - one output ``[1, Q, 4 + C]`` with Q <= MAX_QUERIES: ``rtdetr`` where the metadata names an
   RT-DETR or does not say, ``dense_boxes_scores`` (this workspace's own) for an output named
   ``detections``;
@@ -17,6 +19,7 @@ there they decide, and shapes decide the rest:
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +43,15 @@ def _is_true(value: str | None) -> bool | None:
     if value is None:
         return None
     return str(value).strip().lower() in ('true', '1', 'yes')
+
+
+def _export_args(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Ultralytics' export arguments (metadata ``args``, a Python dict literal), or {}."""
+    try:
+        args = ast.literal_eval(metadata.get('args', '{}'))  # metadata is data: never eval()
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return {}
+    return args if isinstance(args, dict) else {}
 
 
 def _describe(outputs: Sequence[tuple[str, Shape]]) -> str:
@@ -85,8 +97,11 @@ def infer_output(outputs: Sequence[tuple[str, Sequence[int | str | None]]], clas
         return found
 
     task = metadata.get('task')
+    # end2end: the NMS-free head (YOLOv10, YOLO26 at nms=False); args.nms: NMS put in the graph on export
     end2end = _is_true(metadata.get('end2end'))
-    model_name = ' '.join(str(metadata.get(k, '')) for k in ('description', 'model', 'name')).lower()
+    if _export_args(metadata).get('nms') is True:
+        end2end = True
+    model_name = ' '.join(str(metadata.get(k, '')) for k in ('description', 'model', 'name', 'head')).lower()
     ultralytics = task is not None or 'ultralytics' in str(metadata.get('author', '')).lower()
     if task is not None and task != 'detect':
         raise _fail(outputs, classes, f'the metadata says task {task!r}; only detect models decode here')
@@ -104,6 +119,13 @@ def infer_output(outputs: Sequence[tuple[str, Sequence[int | str | None]]], clas
         return {'format': fmt, 'names': [name]}
 
     rtdetr = 'rtdetr' in model_name or 'rt-detr' in model_name
+    if rtdetr and cols == 6 and end2end is not True:
+        # Ultralytics 8.4 exports RT-DETR with its decoder's top-K in the graph: [1, K, 6] rows of
+        # normalised cx, cy, w, h, score, class. With two classes [1, Q, 4 + 2] looks the same.
+        if columns == 6:
+            raise _fail(outputs, classes, f'[1, {rows}, 6] of a two-class RT-DETR is per-query class '
+                        'scores or top-K rows and nothing says which; set output.layout')
+        return {**entry('rtdetr'), 'layout': 'top_k'}
     if end2end is True:
         if cols == 6:
             return entry('yolo_end2end')

@@ -6,7 +6,8 @@ Ultralytics and torchvision do not import here (CPU torch without torchvision), 
 postprocessing cannot run: the ``reference_*`` functions below are transcribed from Ultralytics'
 source (ultralytics/utils/nms.py ``non_max_suppression``, ``ops.xywh2xyxy``, ``ops.scale_boxes``,
 models/rtdetr/predict.py ``RTDETRPredictor.postprocess``; 8.x), not run, and the decoders are
-compared with them on random outputs.
+compared with them on random outputs. test_foreign_references.py checks the decoders against models
+Ultralytics and torchvision really exported, and their own predictions.
 """
 
 from __future__ import annotations
@@ -403,7 +404,6 @@ ULTRALYTICS = {'description': 'Ultralytics YOLO11n model trained on coco.yaml', 
                                        'coco.yaml'}, 'rtdetr'),
     ([('output0', [1, 300, 84])], 80, {}, 'rtdetr'),
     ([('output0', [1, 300, 84])], None, {}, 'rtdetr'),
-    ([('output0', [1, 300, 6])], 2, {'description': 'Ultralytics rtdetr-l model'}, 'rtdetr'),
     ([('detections', [1, 5120, 14])], 10, {}, 'dense_boxes_scores'),              # this workspace's own
     ([('detections', [1, 5120, 14])], None, {}, 'dense_boxes_scores'),
 ])
@@ -432,6 +432,7 @@ def test_inferred_entries_are_valid_model_json():
     ([('a', [1, 5]), ('b', [1, 7])], None, {}, r"a \[1, 5\], b \[1, 7\] \(class count unknown\)"),
     ([('output0', [1, 84, 8400])], 3, {}, r'output0 \[1, 84, 8400\] \(3 classes\): no axis matches 4 \+ C'),
     ([('output0', [1, 300, 6])], 2, {}, 'end-to-end YOLO or a two-class RT-DETR'),
+    ([('output0', [1, 300, 6])], 2, {'description': 'Ultralytics rtdetr-l model'}, 'set output.layout'),
     ([('output0', [1, 84, 8400])], 80, {**ULTRALYTICS, 'end2end': 'True'}, 'says end2end'),
     ([('output0', [1, 116, 8400]), ('output1', [1, 32, 160, 160])], 80, {**ULTRALYTICS, 'task': 'segment'},
      "task 'segment'"),

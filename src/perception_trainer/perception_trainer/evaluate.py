@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
-import torch
 from tqdm import tqdm
 
 from perception_core import atomic
+from perception_core.backends import Backend, BackendError, BackendOptions
+from perception_core.backends.onnxruntime import OnnxRuntimeBackend
+from perception_core.backends.torchscript import TorchScriptBackend
 from perception_core.bundle import Bundle, BundleError, load_bundle
 from perception_core.coco_metrics import Metrics, evaluate
 from perception_core.decode import Detections, Thresholds
@@ -36,27 +37,29 @@ BATCH = 16
 
 
 class Runner:
-    """One bundle model in one runtime: [B, ...] float32 input -> its outputs as numpy arrays."""
+    """One bundle model in one runtime, through the node's own backends (perception_core.backends:
+    the one place that talks to ONNX Runtime and TorchScript, extra inputs included): [B, ...]
+    float32 input -> its outputs as numpy arrays. ``batch`` is how many frames one call takes:
+    BATCH, or 1 for a model exported with a fixed batch of one (most foreign exports)."""
 
     def __init__(self, bundle: Bundle, runtime: str) -> None:
-        self.runtime = runtime
-        self.input_name = bundle.input.name
+        options = BackendOptions()
         if runtime == 'onnxruntime':
-            self.session = ort.InferenceSession(str(bundle.onnx_path), providers=['CPUExecutionProvider'])
+            self.backend: Backend = OnnxRuntimeBackend(bundle.onnx_path, bundle, options)
+            image = next(i for i in self.backend.session.get_inputs() if i.name == bundle.input.name)
+            self.batch = 1 if image.shape and image.shape[0] == 1 else BATCH
         else:
-            self.module = torch.jit.load(str(bundle.torchscript_path), map_location='cpu').eval()
+            self.backend = TorchScriptBackend(bundle.torchscript_path, bundle, options)
+            self.batch = BATCH  # the trainer's TorchScript exports take any batch
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self.runtime == 'onnxruntime':
-            return self.session.run(None, {self.input_name: batch})
-        with torch.no_grad():
-            return [o.numpy() for o in self.module(torch.from_numpy(batch))]
+        return self.backend.infer(batch)
 
 
 Batch = tuple[list[int], np.ndarray, list[Transform]]  # sample indices, input tensor, geometries
 
 
-def _batches(labelled: LabelledSet, bundle: Bundle) -> Iterator[Batch]:
+def _batches(labelled: LabelledSet, bundle: Bundle, size: int) -> Iterator[Batch]:
     indices, tensors, transforms = [], [], []
     for i, sample in enumerate(labelled.samples):
         rgb = read_rgb(str(sample.image))
@@ -67,7 +70,7 @@ def _batches(labelled: LabelledSet, bundle: Bundle) -> Iterator[Batch]:
         indices.append(i)
         tensors.append(tensor)
         transforms.append(transform)
-        if len(indices) == BATCH:
+        if len(indices) == size:
             yield indices, np.concatenate(tensors), transforms
             indices, tensors, transforms = [], [], []
     if indices:
@@ -81,7 +84,7 @@ def run_bundle(bundle: Bundle, labelled: LabelledSet, runtime: str, score_thresh
                             bundle.postprocess.max_detections)
     found: dict[int, Detections] = {}
     with tqdm(total=len(labelled.samples), desc='evaluating', unit='img', disable=not progress) as bar:
-        for indices, batch, transforms in _batches(labelled, bundle):
+        for indices, batch, transforms in _batches(labelled, bundle, runner.batch):
             outputs = runner(batch)
             for i, d in zip(indices, decode_batch(outputs, bundle.output, len(bundle.classes),
                                                   transforms, thresholds), strict=True):
@@ -97,6 +100,16 @@ def evaluate_bundle(bundle_path: str | Path, data: str | Path, out: str | Path, 
     """Score the bundle; writes eval.json, pr_curve.png and sample_*.png into ``out``."""
     bundle = load_bundle(bundle_path, check_onnx_hash=True)
     labelled = load_dataset(data, data_format, bundle.classes, max_occlusion=max_occlusion)
+    return evaluate_labelled(bundle, labelled, out, title=f'{bundle.directory.name} on {Path(data).name}',
+                             runtime=runtime, score_threshold=score_threshold, samples=samples,
+                             progress=progress)
+
+
+def evaluate_labelled(bundle: Bundle, labelled: LabelledSet, out: str | Path, *, title: str,
+                      runtime: str = 'onnxruntime', score_threshold: float = 0.05, samples: int = 6,
+                      progress: bool = True) -> dict[str, Any]:
+    """:func:`evaluate_bundle` on a bundle and a set already loaded (labels indexing
+    ``bundle.classes``); the same report and files."""
     found = run_bundle(bundle, labelled, runtime, score_threshold, progress)
     kept = sorted(found)
     metrics: Metrics = evaluate([labelled.samples[i] for i in kept], bundle.classes,
@@ -106,7 +119,7 @@ def evaluate_bundle(bundle_path: str | Path, data: str | Path, out: str | Path, 
               'score_threshold': score_threshold, 'data': labelled.summary(),
               'unreadable_images': len(labelled.samples) - len(kept)}
     atomic.write_json(out / 'eval.json', report)
-    pr_curves(metrics, bundle.classes, out / 'pr_curve.png', f'{bundle.directory.name} on {Path(data).name}')
+    pr_curves(metrics, bundle.classes, out / 'pr_curve.png', title)
     for n, i in enumerate(kept[:samples]):
         rgb = read_rgb(str(labelled.samples[i].image))
         if rgb is not None:
@@ -146,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         report = evaluate_bundle(args.bundle, args.data, args.out, runtime=args.runtime,
                                  data_format=args.data_format, score_threshold=args.score_threshold,
                                  samples=args.samples, max_occlusion=args.max_occlusion)
-    except (BundleError, DatasetError) as exc:
+    except (BundleError, BackendError, DatasetError) as exc:
         raise SystemExit(f'perception-eval: {exc}') from None
     print(format_table(report))
     print(f'report: {args.out / "eval.json"}, {args.out / "pr_curve.png"}')

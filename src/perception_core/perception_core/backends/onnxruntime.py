@@ -10,6 +10,9 @@ from ..bundle import Bundle
 from . import Backend, BackendError, BackendOptions
 from .gpu import total_gpu_memory
 
+# numpy dtype name -> ONNX Runtime's element type name (NodeArg.type is "tensor(<name>)").
+ONNX_TYPES = {'int64': 'int64', 'int32': 'int32', 'float32': 'float', 'float16': 'float16'}
+
 
 class OnnxRuntimeBackend(Backend):
     name = 'onnxruntime'
@@ -39,10 +42,17 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(path), session_options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
             raise BackendError(f'{path}: ONNX Runtime cannot load it: {exc}') from exc
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or inputs[0].name != bundle.input.name:
-            raise BackendError(f'{path}: inputs {[i.name for i in inputs]} do not match model.json '
-                               f'input.name {bundle.input.name!r}')
+        self._extras = bundle.input.extra_arrays()
+        inputs = {i.name: i.type for i in self.session.get_inputs()}
+        wanted = [bundle.input.name, *self._extras]
+        if sorted(inputs) != sorted(wanted):
+            raise BackendError(f'{path}: inputs {list(inputs)} do not match model.json input.name '
+                               f'{bundle.input.name!r}' + (f' and input.extra_inputs {list(self._extras)}'
+                                                           if self._extras else ''))
+        for name, array in self._extras.items():
+            if inputs[name] != f'tensor({ONNX_TYPES[array.dtype.name]})':
+                raise BackendError(f'{path}: input {name!r} is {inputs[name]}; model.json '
+                                   f'input.extra_inputs.{name}.dtype says {array.dtype.name}')
         names = [o.name for o in self.session.get_outputs()]
         missing = [n for n in bundle.output.names if n not in names]
         if missing:
@@ -53,4 +63,6 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(f'ONNX Runtime {ort.__version__} {provider} ({path.name})')
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        if self._extras:  # the constant inputs, built once at load
+            return self.session.run(self._outputs, {self._input: tensor, **self._extras})
         return self.session.run(self._outputs, {self._input: tensor})

@@ -135,17 +135,29 @@ class TensorRTBackend(Backend):
         self._buffers: dict[str, Any] = {}
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if inputs != [bundle.input.name]:
+        extras = bundle.input.extra_arrays()
+        if sorted(inputs) != sorted([bundle.input.name, *extras]):
             raise BackendError(f'{path}: inputs {inputs} do not match model.json input.name '
-                               f'{bundle.input.name!r}')
+                               f'{bundle.input.name!r}' + (f' and input.extra_inputs {list(extras)}'
+                                                           if extras else ''))
         self._input = bundle.input.name
         self.context.set_input_shape(self._input, bundle.input.shape(1))
+        for name, array in extras.items():
+            self.context.set_input_shape(name, array.shape)
         for name in names:
             dims = self.context.get_tensor_shape(name)
             shape = tuple(int(dims[i]) for i in range(len(dims)))
             dtype = torch.from_numpy(np.empty(0, trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
             self._buffers[name] = torch.empty(shape, dtype=dtype, device='cuda')
             self.context.set_tensor_address(name, self._buffers[name].data_ptr())
+        # The extra inputs are constants: copied into their bindings once, never per frame.
+        for name, array in extras.items():
+            want = self._buffers[name].dtype
+            if torch.from_numpy(array).dtype != want:
+                raise BackendError(f'{path}: input {name!r} is {want}; model.json '
+                                   f'input.extra_inputs.{name}.dtype says {array.dtype.name}')
+            self._buffers[name].copy_(torch.from_numpy(array).reshape(self._buffers[name].shape))
+        torch.cuda.synchronize()
         missing = [n for n in bundle.output.names if n not in self._buffers]
         if missing:
             raise BackendError(f'{path}: engine lacks model.json output.names {missing}')

@@ -120,6 +120,10 @@ class TorchCudaBackend(Backend):
         """``graphs=False`` launches op by op (the eager baseline); ``freeze=False`` keeps the
         TorchScript module unfrozen; ``module`` runs that module (e.g. a ``torch.compile``-d eager
         model) instead of loading ``path``."""
+        if bundle.input.extra:
+            raise BackendError(f'{path}: torch_cuda feeds the image only; this model also takes '
+                               f'input.extra_inputs {[e.name for e in bundle.input.extra]} (the '
+                               'torchscript and onnxruntime backends feed them)')
         if bundle.output.format not in DEVICE_FORMATS:
             raise BackendError(f'{path}: torch_cuda does not decode output format {bundle.output.format!r} '
                                f'(it takes {list(DEVICE_FORMATS)})')

@@ -34,10 +34,17 @@ class TorchScriptBackend(Backend):
         except Exception as exc:  # torch raises RuntimeError/ValueError/pickle errors for bad files
             raise BackendError(f'{path}: torch.jit.load failed: {exc}') from exc
         self._torch = torch
+        self._names = tuple(bundle.output.names)
+        # Extra inputs follow the image as positional arguments, in model.json's order; constant,
+        # so they are on the device once.
+        self._extras = tuple(torch.from_numpy(a).to(self.device)
+                             for a in bundle.input.extra_arrays().values())
         super().__init__(f'TorchScript{compiled} torch {torch.__version__} on {self.device} ({path.name})')
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
-            result = self.module(torch.from_numpy(tensor).to(self.device))
+            result = self.module(torch.from_numpy(tensor).to(self.device), *self._extras)
+        if isinstance(result, dict) and all(n in result for n in self._names):
+            result = [result[n] for n in self._names]  # by name, as ONNX Runtime picks them
         return [o.float().cpu().numpy() for o in torch_outputs(result)]

@@ -260,3 +260,20 @@ def test_explicit_values_are_fed_as_declared() -> None:
     assert arrays['orig_target_sizes'].tolist() == [[640, 480]]
     assert arrays['scale'].dtype == np.int32 and arrays['scale'].shape == (2, 2)
     assert parse_model_json(_document({}), Path('.'), 'model.json').input.extra == ()
+
+
+def test_the_engine_plan_carries_the_extra_input_and_torch_tensorrt_refuses_it(imported: Path) -> None:
+    # TensorRT itself is not on this machine: the plan is what tensorrt_build.py reads to give each
+    # fixed-shape extra input its profile (mypy-checked against tensorrt-stubs in make lint)
+    from engine_bundles import deployment_values
+
+    from perception_core.bundle import load_bundle
+    from perception_core.engine.plan import PlanError, make_plan
+    bundle = load_bundle(imported)
+    values = deployment_values(imported)
+    values['model.input_shape'] = list(bundle.input.shape())
+    plan = make_plan(values, bundle, imported / 'model.engine')
+    assert plan.extra_inputs == ('orig_target_sizes',)
+    assert list(plan.to_json()['extra_inputs']) == ['orig_target_sizes']
+    with pytest.raises(PlanError, match=r'input\.extra_inputs .*orig_target_sizes.*Torch-TensorRT'):
+        make_plan(values, bundle, imported / 'model_trt.ts', target='torch_tensorrt')

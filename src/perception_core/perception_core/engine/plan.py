@@ -66,6 +66,7 @@ class BuildPlan:
     minimum_segment_size: int      # Torch-TensorRT's min_block_size; the ONNX parser has no such knob
     compute_capability: str        # what the deployment file expects the GPU to be
     notes: tuple[str, ...] = ()
+    extra_inputs: tuple[str, ...] = ()  # model.json input.extra_inputs: fixed-shape constants
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,6 +119,10 @@ def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *, targ
     if target not in TARGETS:
         raise PlanError(f'build target must be one of {list(TARGETS)}, got {target!r}')
     source = bundle.onnx_path if target == 'tensorrt' else bundle.torchscript_path
+    if target == 'torch_tensorrt' and bundle.input.extra:
+        raise PlanError(f'{bundle.directory / "model.json"}: input.extra_inputs '
+                        f'{[e.name for e in bundle.input.extra]}: the Torch-TensorRT path compiles one '
+                        'input; build from ONNX (without --torch-tensorrt)')
     # The ONNX model is needed either way: it is the verification reference.
     for path in dict.fromkeys((bundle.onnx_path, source)):
         if not path.is_file():
@@ -167,4 +172,5 @@ def make_plan(values: dict[str, Any], bundle: Bundle, engine_path: Path, *, targ
         workspace_bytes=int(values['performance.workspace_size']), optimization_level=optimization_level,
         timing_cache_path=timing_cache or folder / 'timing.cache', dla_core=dla_core,
         calibration=calibration, minimum_segment_size=int(values['performance.minimum_segment_size']),
-        compute_capability=str(values['target_platform.compute_capability']), notes=tuple(notes))
+        compute_capability=str(values['target_platform.compute_capability']), notes=tuple(notes),
+        extra_inputs=tuple(e.name for e in bundle.input.extra))

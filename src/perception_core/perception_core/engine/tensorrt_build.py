@@ -100,13 +100,40 @@ def _parse(plan: BuildPlan, builder: trt.Builder, logger: trt.ILogger) -> trt.IN
         errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BuildError(f'{plan.onnx_path}: the TensorRT ONNX parser refused it: {errors}')
     names = [network.get_input(i).name for i in range(network.num_inputs)]
-    if names != [plan.input_name]:
-        raise BuildError(f'{plan.onnx_path}: inputs {names}, but model.json input.name is '
-                         f'{plan.input_name!r} (one input expected)')
+    wanted = [plan.input_name, *plan.extra_inputs]
+    if sorted(names) != sorted(wanted):
+        raise BuildError(f'{plan.onnx_path}: inputs {names}, but model.json names input.name '
+                         f'{plan.input_name!r}' + (f' and input.extra_inputs {list(plan.extra_inputs)}'
+                                                   if plan.extra_inputs else ' (one input expected)'))
     return network
 
 
-def _configure(plan: BuildPlan, builder: trt.Builder) -> trt.IBuilderConfig:
+def _static(tensor: trt.ITensor) -> list[int] | None:
+    """The input's shape when the ONNX file fixes every dimension (most foreign exports: batch 1)."""
+    dims = list(tensor.shape[:])
+    return None if any(d < 0 for d in dims) else dims
+
+
+def _set_profile(profile: trt.IOptimizationProfile, plan: BuildPlan, network: trt.INetworkDefinition,
+                 image: tuple[list[int], list[int], list[int]]) -> None:
+    """The image input's range from the plan, unless the model fixes its shape; each fixed input
+    (extra inputs, a static image input) at its own shape, as TensorRT requires."""
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        fixed = _static(tensor)
+        if tensor.name == plan.input_name and fixed is None:
+            profile.set_shape(tensor.name, *(trt.Dims(d) for d in image))
+        elif fixed is not None:
+            if tensor.name == plan.input_name and fixed != image[2]:
+                log.info('%s: the model fixes input %s at %s; the engine takes that shape only (the '
+                         'plan asked up to %s)', plan.onnx_path, tensor.name, fixed, image[2])
+            profile.set_shape(tensor.name, trt.Dims(fixed), trt.Dims(fixed), trt.Dims(fixed))
+        else:
+            raise BuildError(f'{plan.onnx_path}: extra input {tensor.name!r} has dynamic dimensions '
+                             f'{list(tensor.shape[:])}; only fixed-shape extra inputs are supported')
+
+
+def _configure(plan: BuildPlan, builder: trt.Builder, network: trt.INetworkDefinition) -> trt.IBuilderConfig:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     config.builder_optimization_level = plan.optimization_level
@@ -125,8 +152,8 @@ def _configure(plan: BuildPlan, builder: trt.Builder) -> trt.IBuilderConfig:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
     profile = builder.create_optimization_profile()
-    profile.set_shape(plan.input_name, trt.Dims(list(plan.profile.min)), trt.Dims(list(plan.profile.opt)),
-                      trt.Dims(list(plan.profile.max)))
+    _set_profile(profile, plan, network,
+                 (list(plan.profile.min), list(plan.profile.opt), list(plan.profile.max)))
     config.add_optimization_profile(profile)
     return config
 
@@ -150,13 +177,16 @@ def build_engine(plan: BuildPlan, batches: Iterator[np.ndarray] | None = None) -
     logger = _Logger()
     builder = trt.Builder(logger)
     network = _parse(plan, builder, logger)
-    config = _configure(plan, builder)
+    config = _configure(plan, builder, network)
     _load_timing_cache(plan, config)
     calibrator = None
     if plan.calibration is not None:
-        shape = trt.Dims(list(plan.calibration.shape))
+        if plan.extra_inputs:  # the calibrator feeds the image input only
+            raise BuildError(f'{plan.onnx_path}: INT8 calibration of a model with extra inputs '
+                             f'{list(plan.extra_inputs)} is not supported; build fp16 or fp32')
+        shape = list(plan.calibration.shape)
         calibration_profile = builder.create_optimization_profile()
-        calibration_profile.set_shape(plan.input_name, shape, shape, shape)
+        _set_profile(calibration_profile, plan, network, (shape, shape, shape))
         config.set_calibration_profile(calibration_profile)
         calibrator = EntropyCalibrator(batches or iter(()), plan.calibration)
         config.int8_calibrator = calibrator

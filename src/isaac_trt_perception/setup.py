@@ -19,6 +19,7 @@ setup(
     entry_points={
         'console_scripts': [
             'isaac_trt_perception_node = isaac_trt_perception.node:main',
-                    ],
+            'perception-nodes = isaac_trt_perception.nodes_main:main',
+        ],
     },
 )

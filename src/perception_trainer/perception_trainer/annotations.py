@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image, UnidentifiedImageError
 
 from perception_core.coco_metrics import Sample
@@ -158,3 +159,69 @@ class ImageRecord:
     width: int
     height: int
     boxes: tuple  # of synth.Box
+
+
+ClassMap = dict[str, 'str | None']
+
+
+def load_class_map(path: str | Path) -> ClassMap:
+    """``{source_name: our_name}`` from a YAML file; ``our_name: null`` drops the class."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DatasetError(f'{path}: unreadable class map: {exc}') from exc
+    if not isinstance(document, dict) or not document:
+        raise DatasetError(f'{path}: a class map is a non-empty mapping {{source_name: our_name or null}}')
+    mapping: ClassMap = {}
+    for key, value in document.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)) or value == '':
+            raise DatasetError(f'{path}: {key!r}: expected a class name or null, got {value!r}')
+        mapping[key] = value
+    return mapping
+
+
+def apply_class_map(labelled: LabelledSet, mapping: ClassMap,
+                    classes: Sequence[str] | None = None) -> LabelledSet:
+    """Rename, merge (several names to one) and drop (to null) the set's classes.
+
+    Names the map does not mention keep their name. With ``classes`` the result has that list and
+    order and every other name is one issue with its box count; without, the mapped names in the
+    order they first appear. Counts are logged once per set, not per box."""
+    target = {name: mapping.get(name, name) for name in labelled.classes}
+    if classes is not None:
+        result = list(classes)
+    else:
+        result = list(dict.fromkeys(t for t in target.values() if t is not None))
+    counts = Counter(int(label) for s in labelled.samples for label in s.labels)
+    dropped: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
+    index: dict[int, int] = {}
+    for i, name in enumerate(labelled.classes):
+        to = target[name]
+        if to is None:
+            dropped[name] += counts.get(i, 0)
+        elif to not in result:
+            unknown[name] += counts.get(i, 0)
+        else:
+            index[i] = result.index(to)
+    samples = []
+    for s in labelled.samples:
+        keep = np.array([int(label) in index for label in s.labels], bool)
+        labels = np.array([index[int(label)] for label in s.labels[keep]], np.int64)
+        samples.append(Sample(s.image, s.width, s.height, s.boxes[keep].reshape(-1, 4), labels))
+    issues = list(labelled.issues)
+    for name, count in sorted(unknown.items()):
+        issues.append(f'{labelled.source}: unknown class {name!r}'
+                      + (f' (mapped to {target[name]!r})' if target[name] != name else '')
+                      + f': {count} boxes skipped (classes: {result})')
+    if dropped:
+        log.info('%s: class map dropped %s', labelled.source,
+                 ', '.join(f'{n} ({c} boxes)' for n, c in sorted(dropped.items())))
+    if unknown:
+        log.warning('%s: unknown classes skipped: %s (classes: %s)', labelled.source,
+                    ', '.join(f'{n} ({c} boxes)' for n, c in sorted(unknown.items())), result)
+    if not any(len(s.labels) for s in samples):
+        raise DatasetError(f'{labelled.source}: no box left after the class map '
+                           f'(dropped {dict(dropped)}, unknown {dict(unknown)}, classes {result})')
+    return LabelledSet(tuple(result), samples, labelled.source, labelled.format, issues)

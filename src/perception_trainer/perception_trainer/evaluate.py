@@ -96,10 +96,12 @@ def run_bundle(bundle: Bundle, labelled: LabelledSet, runtime: str, score_thresh
 def evaluate_bundle(bundle_path: str | Path, data: str | Path, out: str | Path, *,
                     runtime: str = 'onnxruntime', data_format: str = 'auto',
                     score_threshold: float = 0.05, samples: int = 6, progress: bool = True,
-                    max_occlusion: float | None = None) -> dict[str, Any]:
+                    max_occlusion: float | None = None,
+                    class_map: str | Path | None = None) -> dict[str, Any]:
     """Score the bundle; writes eval.json, pr_curve.png and sample_*.png into ``out``."""
     bundle = load_bundle(bundle_path, check_onnx_hash=True)
-    labelled = load_dataset(data, data_format, bundle.classes, max_occlusion=max_occlusion)
+    labelled = load_dataset(data, data_format, bundle.classes, max_occlusion=max_occlusion,
+                            class_map=class_map)
     return evaluate_labelled(bundle, labelled, out, title=f'{bundle.directory.name} on {Path(data).name}',
                              runtime=runtime, score_threshold=score_threshold, samples=samples,
                              progress=progress)
@@ -149,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--format', choices=FORMATS, default='auto', dest='data_format')
     parser.add_argument('--max-occlusion', type=float, default=None,
                         help='Replicator BasicWriter: drop boxes whose occlusionRatio is above this')
+    parser.add_argument('--class-map', type=Path, default=None,
+                        help='YAML {data_name: bundle_name or null}: renames, merges, drops classes')
     parser.add_argument('--out', required=True, type=Path, help='report directory')
     parser.add_argument('--runtime', choices=RUNTIMES, default='onnxruntime')
     parser.add_argument('--score-threshold', type=float, default=0.05, help='lowest score kept for mAP')
@@ -158,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         report = evaluate_bundle(args.bundle, args.data, args.out, runtime=args.runtime,
                                  data_format=args.data_format, score_threshold=args.score_threshold,
-                                 samples=args.samples, max_occlusion=args.max_occlusion)
+                                 samples=args.samples, max_occlusion=args.max_occlusion,
+                                 class_map=args.class_map)
     except (BundleError, BackendError, DatasetError) as exc:
         raise SystemExit(f'perception-eval: {exc}') from None
     print(format_table(report))

@@ -8,6 +8,13 @@ Only the class and the 2D box matter for a 2D detector. Label and image folders 
 under the data set directory by the usual names (TAO ``labels``/``images``, KITTI
 ``label_2``/``image_2``, Replicator ``object_detection``/``rgb``); images pair with labels by
 file stem. ``DontCare`` regions are not objects and are ignored.
+
+Replicator's KittiWriter (omni.replicator.core; read from copies of its ``kitti.py`` that carry
+its docstring and ``_write_object_detection``, see the README) writes one folder per render
+product, named after the camera prim, holding ``rgb/<frame>.png`` and
+``object_detection/<frame>.txt`` (``image_02``/``label_02`` with ``use_kitti_dir_names``), so
+such camera folders one level down are read too. That writer leaves out boxes under 25 pixels
+high and boxes not wholly inside the image: what it did not write cannot be read back.
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ from pathlib import Path
 
 from .annotations import DatasetError, LabelledSet, SetBuilder
 
-LABEL_DIRS = ('labels', 'label_2', 'object_detection')
-IMAGE_DIRS = ('images', 'image_2', 'rgb')
+LABEL_DIRS = ('labels', 'label_2', 'label_02', 'object_detection')
+IMAGE_DIRS = ('images', 'image_2', 'image_02', 'rgb')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 FIELDS = 15
 
@@ -51,15 +58,29 @@ def _image_for(images: Path, stem: str) -> Path:
     return images / (stem + IMAGE_SUFFIXES[0])  # missing: reported by the builder with this name
 
 
+def has_labels(folder: Path) -> bool:
+    return any((folder / d).is_dir() for d in LABEL_DIRS)
+
+
+def camera_folders(root: Path) -> list[Path]:
+    """The data set folder itself, or (KittiWriter, several render products) its camera folders."""
+    if has_labels(root):
+        return [root]
+    return sorted(p for p in root.iterdir() if p.is_dir() and has_labels(p)) if root.is_dir() else []
+
+
 def read_kitti(directory: str | Path, classes: Sequence[str] | None = None) -> LabelledSet:
     root = Path(directory)
-    labels, images = _find(root, LABEL_DIRS, 'label'), _find(root, IMAGE_DIRS, 'image')
     builder = SetBuilder(str(root), 'kitti', classes)
-    files = sorted(labels.glob('*.txt'))
-    if not files:
-        raise DatasetError(f'{labels}: no .txt label files')
-    for label_file in files:
-        if not builder.add_image(label_file.stem, _image_for(images, label_file.stem), str(label_file)):
+    pairs = []
+    for camera in camera_folders(root) or [root]:
+        labels, images = _find(camera, LABEL_DIRS, 'label'), _find(camera, IMAGE_DIRS, 'image')
+        found = sorted(labels.glob('*.txt'))
+        if not found:
+            raise DatasetError(f'{labels}: no .txt label files')
+        pairs += [(label_file, images) for label_file in found]
+    for label_file, images in pairs:
+        if not builder.add_image(label_file, _image_for(images, label_file.stem), str(label_file)):
             continue
         try:
             lines = label_file.read_text(encoding='utf-8').splitlines()
@@ -79,5 +100,5 @@ def read_kitti(directory: str | Path, classes: Sequence[str] | None = None) -> L
             except ValueError:
                 builder.issue(where, f'box fields are not numbers: {fields[4:8]}')
                 continue
-            builder.add_box(label_file.stem, fields[0], box, where)
+            builder.add_box(label_file, fields[0], box, where)
     return builder.build()

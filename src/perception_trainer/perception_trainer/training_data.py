@@ -3,7 +3,7 @@
 Geometry comes from the node's :func:`perception_core.preprocess.plan_transform`, so the
 network trains on exactly the resize and padding it sees when deployed. Images stay uint8 until
 they reach the device, where :func:`normalise` applies the bundle's mean/std (less to copy
-between processes). Augmentation is albumentations with box-aware transforms.
+between processes). Augmentation is a named policy of :mod:`.augment` (albumentations, box-aware).
 
 An image that cannot be read mid-training is logged and replaced by the next one; training never
 stops over one bad file. In evaluation mode it is marked invalid and left out of the metrics.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -25,9 +24,9 @@ from perception_core.preprocess import Transform, plan_transform
 
 from .annotations import Sample
 from .architectures import Encode
+from .augment import policy, policy_name
 
 log = logging.getLogger(__name__)
-MIN_VISIBILITY = 0.4  # a box cut by augmentation to less than this fraction of itself is dropped
 
 
 def letterbox(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Transform]:
@@ -51,23 +50,11 @@ def read_rgb(path: str) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def augmentation(spec: InputSpec) -> A.Compose:
-    """Box-aware augmentation on the letterboxed canvas (cheap: it is already small)."""
-    return A.Compose([
-        A.Affine(scale=(0.75, 1.3), translate_percent=(-0.1, 0.1), keep_ratio=True, fill=spec.pad_value,
-                 p=0.7),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.7),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.3),
-    ], bbox_params=A.BboxParams(format='pascal_voc', label_fields=['labels'], clip=True,
-                                min_visibility=MIN_VISIBILITY, min_width=2, min_height=2))
-
-
 class DetectionDataset(Dataset):
     """Samples -> {'image': uint8 [3, H, W], 'index', 'valid', <the architecture's targets>}."""
 
     def __init__(self, samples: list[Sample], spec: InputSpec, encode: Encode, num_classes: int, *,
-                 train: bool, augment: bool = True, seed: int = 0, cache: bool = False,
+                 train: bool, augment: str | bool = 'default', seed: int = 0, cache: bool = False,
                  progress: bool = False) -> None:
         self.samples = samples
         self.spec = spec
@@ -76,7 +63,8 @@ class DetectionDataset(Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0  # set by the trainer each epoch; workers are re-created per epoch
-        self.transform = augmentation(spec) if train and augment else None
+        # augment: a policy name (none / default / strong); True / False as old callers pass it.
+        self.transform = policy(policy_name(augment), spec) if train else None
         self._cache: list[np.ndarray | None] | None = None
         if cache:
             # Decoded once in the main process; forked loader workers share the pages.

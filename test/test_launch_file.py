@@ -70,7 +70,8 @@ def test_launch_actions_get_only_humble_keywords() -> None:
 def test_launch_arguments_are_the_documented_ones() -> None:
     assignment = next(n for n in tree().body if isinstance(n, ast.Assign) and n.targets[0].id == 'ARGUMENTS')
     names = [element.elts[0].value for element in assignment.value.elts]
-    assert names == ['config', 'model', 'log_level', 'namespace', 'use_sim_time', 'params_dir']
+    assert names == ['config', 'model', 'log_level', 'namespace', 'use_sim_time', 'params_dir', 'cameras',
+                     'nodes']
 
 
 def test_perception_installs_the_launch_file() -> None:

@@ -20,6 +20,7 @@ setup(
         'console_scripts': [
             'perception-benchmark = perception_bench.benchmark_cli:main',
             'perception-node-bench = perception_bench.node_run:main',
+            'perception-cameras-bench = perception_bench.cameras:main',
             'perception-train-bench = perception_bench.train_step:main',
         ],
     },

@@ -4,7 +4,8 @@ they add up to on ``/diagnostics`` (``perception_core.diagnostics`` decides the 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from perception_core import diagnostics, resources
@@ -16,6 +17,16 @@ from perception_core.safety import Fallback, FallbackEvent, RateLimiter, Watchdo
 
 from .node_log import NodeLog
 from .startup import Platform
+
+
+@dataclass
+class CameraHealth:
+    """One camera of several (ros_integration.cameras): its own watchdog and rate cap."""
+    name: str
+    topic: str                  # its subscription's resolved name
+    watchdog: Watchdog
+    rate: RateLimiter
+    level: int = Watchdog.OK    # the watchdog level last logged
 
 
 class Health:
@@ -40,10 +51,22 @@ class Health:
         self._errors_reported = 0
         self._watchdog_level = Watchdog.OK
         self._last_size: tuple[int, int, str] | None = None  # the last processed frame's
+        self.cameras: list[CameraHealth] = []
+
+    def add_cameras(self, cameras: Sequence[tuple[str, str]], now: float) -> list[CameraHealth]:
+        """A watchdog and a rate cap per (name, resolved input topic): each camera is judged and
+        capped on its own, so a silent one is named while the others are served."""
+        self.cameras = [CameraHealth(name, topic, Watchdog(self.values['safety.watchdog_timeout'], now),
+                                     RateLimiter(self.fallback.rate_hz)) for name, topic in cameras]
+        return self.cameras
+
+    def _set_rate(self, rate_hz: float) -> None:
+        for rate in [self.rate, *(c.rate for c in self.cameras)]:
+            rate.set_rate(rate_hz)
 
     # --- per frame (worker thread) ----------------------------------------------------------------
     def on_fallback(self, event: FallbackEvent) -> None:
-        self.rate.set_rate(self.fallback.rate_hz)
+        self._set_rate(self.fallback.rate_hz)
         deadline = self.values['safety.max_inference_time']
         if event.kind == 'degraded':
             self.log.warn(f'inference over safety.max_inference_time {deadline} s for '
@@ -72,12 +95,26 @@ class Health:
 
     # --- periodic (executor thread) ---------------------------------------------------------------
     def watchdog_changed(self, now: float) -> bool:
-        """Log a change of the input watchdog's level; True when it changed."""
-        level = self.watchdog.level(now)
-        if level == self._watchdog_level:
+        """Log a change of the input watchdog's level (each camera's, with several); True when one
+        changed."""
+        if self.cameras:
+            changed = [self._log_watchdog(c.watchdog, f'camera {c.name} ({c.topic})', c.level, now)
+                       for c in self.cameras]
+            for camera, level in zip(self.cameras, changed, strict=True):
+                camera.level = camera.level if level is None else level
+            return any(level is not None for level in changed)
+        level = self._log_watchdog(self.watchdog, self.input_topic, self._watchdog_level, now)
+        if level is None:
             return False
-        age = self.watchdog.age(now)
-        topic = self.input_topic
+        self._watchdog_level = level
+        return True
+
+    def _log_watchdog(self, watchdog: Watchdog, topic: str, logged: int, now: float) -> int | None:
+        """The watchdog's new level, logged, or None when it is still ``logged``."""
+        level = watchdog.level(now)
+        if level == logged:
+            return None
+        age = watchdog.age(now)
         if level == Watchdog.OK:
             self.log.info(f'{topic}: images arriving again')
         elif level == Watchdog.WARN:
@@ -85,17 +122,32 @@ class Health:
                           f'{self.watchdog.timeout_s} s)')
         else:
             self.log.error(f'{topic}: no image for {age:.1f} s; is the camera running?')
-        self._watchdog_level = level
-        return True
+        return level
+
+    def camera_levels(self, now: float) -> list[tuple[CameraHealth, int, float]]:
+        """Each camera with its watchdog level and input age now."""
+        return [(c, c.watchdog.level(now), c.watchdog.age(now)) for c in self.cameras]
+
+    def _input(self, now: float) -> tuple[int, float, str]:
+        """The watchdog level, input age and topic /diagnostics reports: with several cameras, the
+        worst camera's level and age and the names of every camera at that level."""
+        if not self.cameras:
+            return self.watchdog.level(now), self.watchdog.age(now), self.input_topic
+        levels = self.camera_levels(now)
+        worst = max(level for _, level, _ in levels)
+        named = [(c, age) for c, level, age in levels if level == worst]
+        return (worst, max(age for _, age in named),
+                ', '.join(f'camera {c.name} ({c.topic})' for c, _ in named))
 
     def state(self, now: float) -> diagnostics.State:
         rss = resources.rss_bytes()
         gpu = self.detector.backend.gpu_memory_bytes()
         gpu = gpu if gpu is not None else used_gpu_memory()
+        level, age, topic = self._input(now)
         return diagnostics.State(
             backend=f'{self.detector.backend.name}: {self.detector.backend.description}',
-            backend_failures=self.backend_failures, watchdog_level=self.watchdog.level(now),
-            input_age_s=self.watchdog.age(now), input_topic=self.input_topic,
+            backend_failures=self.backend_failures, watchdog_level=level,
+            input_age_s=age, input_topic=topic,
             degraded=self.fallback.degraded, processing_rate_hz=self.fallback.rate_hz,
             overruns=self.fallback.overruns, memory_over=rss > self.memory_limit, rss_bytes=rss,
             memory_limit_bytes=self.memory_limit, gpu_memory_bytes=gpu,
@@ -105,7 +157,7 @@ class Health:
         """Degrade while resident memory is over resources.memory_limit."""
         if state.memory_over != self.fallback.memory_over:
             self.fallback.memory_over = state.memory_over
-            self.rate.set_rate(self.fallback.rate_hz)
+            self._set_rate(self.fallback.rate_hz)
             if state.memory_over:
                 self.log.error(f'resident memory {state.rss_bytes / 1e6:.0f} MB over resources.memory_limit '
                                f'{self.values["resources.memory_limit"]}: degraded to '

@@ -3,7 +3,8 @@ the newest admitted frame.
 
 The executor thread only takes frames in (counts, watchdog, rate cap) and puts each in the slot;
 a frame arriving while the worker is busy replaces the waiting one (counted as dropped), so the
-node never queues and always processes the newest frame.
+node never queues and always processes the newest frame. ``LatestFrames`` is the same for several
+cameras sharing one worker and one model: a slot per camera, batches across them.
 """
 
 from __future__ import annotations
@@ -63,6 +64,115 @@ class LatestFrame(Generic[Message]):
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the worker once it has finished the frame in hand."""
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify()
+        if self._worker.is_alive():
+            self._worker.join(timeout=timeout_s)
+
+
+class CameraSlot(Generic[Message]):
+    """One camera's intake (its own watchdog and rate cap) and its newest admitted frame."""
+
+    def __init__(self, watchdog: Watchdog, rate: RateLimiter) -> None:
+        self.feed = watchdog.feed
+        self.admit = rate.admit
+        self.pending: tuple[Message, float, float] | None = None
+        self.last: float | None = None       # its latest arrival (time.monotonic)
+        self.interval: float | None = None   # its smoothed time between arrivals
+
+    def arrived(self, now: float) -> None:
+        if self.last is not None:
+            gap = now - self.last
+            self.interval = gap if self.interval is None else 0.8 * self.interval + 0.2 * gap
+        self.last = now
+
+    def expected(self, now: float, deadline: float, window_s: float) -> bool:
+        """Whether its next frame is due before ``deadline``: worth waiting for. A camera late by
+        more than the window (stopped, or slower than it was) is not waited for."""
+        if self.last is None or self.interval is None:
+            return False
+        due = self.last + self.interval
+        return now - window_s <= due <= deadline
+
+
+class LatestFrames(Generic[Message]):
+    """``LatestFrame`` for several cameras and one worker: a slot per camera, and a worker that
+    takes the ready frames of all cameras as one batch.
+
+    A frame waits at most ``window_s`` for the other cameras' frames due within that time, so
+    cameras triggered together run as one inference while a camera out of step, late or silent
+    costs the others nothing beyond the window (and, once late by a window, nothing at all).
+    """
+
+    def __init__(self, monitor: Monitor, slots: list[CameraSlot[Message]],
+                 process: Callable[[list[tuple[int, Message, float, float]]], None], *,
+                 window_s: float, max_batch: int) -> None:
+        """``process(items)`` runs on the worker thread with (camera index, msg, received,
+        handed_off) for each frame of a batch, oldest first."""
+        self._monitor = monitor
+        self._tick = monitor.received.tick
+        self._slots = slots
+        self._process = process
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='detector', daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def intake(self, index: int) -> Callable[[Message], None]:
+        """Camera ``index``'s subscription callback (executor thread)."""
+        slot = self._slots[index]
+
+        def take_in(msg: Message) -> None:
+            now = time.monotonic()
+            self._tick(now)
+            slot.feed(now)
+            if not slot.admit(now):
+                self._monitor.drops['rate_cap'] += 1
+                return
+            with self._wake:
+                slot.arrived(now)
+                if slot.pending is not None:
+                    self._monitor.drops['newer_frame'] += 1
+                slot.pending = (msg, now, time.perf_counter())
+                self._wake.notify()
+        return take_in
+
+    def _batch(self) -> list[tuple[int, Message, float, float]]:
+        """Wait (holding the lock) for a frame, then for the others due within the window; take them."""
+        slots = self._slots
+        while not any(s.pending for s in slots) and not self._stopping.is_set():
+            self._wake.wait(0.5)
+        if self._stopping.is_set():
+            return []
+        first = min(s.pending[1] for s in slots if s.pending is not None)
+        deadline = first + self.window_s
+        while True:
+            now = time.monotonic()
+            ready = sum(s.pending is not None for s in slots)
+            if ready >= self.max_batch or now >= deadline or not any(
+                    s.pending is None and s.expected(now, deadline, self.window_s) for s in slots):
+                break
+            self._wake.wait(deadline - now)
+        taken = sorted(((i, *s.pending) for i, s in enumerate(slots) if s.pending is not None),
+                       key=lambda item: item[2])[:self.max_batch]
+        for item in taken:
+            slots[item[0]].pending = None
+        return taken
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            with self._wake:
+                items = self._batch()
+            if items:
+                self._process(items)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker once it has finished the batch in hand."""
         self._stopping.set()
         with self._wake:
             self._wake.notify()

@@ -26,14 +26,15 @@ from std_msgs.msg import Header
 from perception_core.cdr import DetectionArrays
 from perception_core.detector import STAGES
 from perception_core.metrics import Monitor
-from perception_core.params import PARAMETERS, ParameterError, check_values
+from perception_core.params import PARAMETERS, ParameterError, check_values, parse_cameras
 from perception_core.qos import QosSpec
 
 from . import qos, startup
+from .cameras import Cameras
 from .cdr_check import CdrCheck
 from .health import Health
 from .image_input import image_input
-from .latest_frame import LatestFrame
+from .latest_frame import LatestFrame, LatestFrames
 from .messages import label_info, vision_types
 from .node_log import NodeLog, severity
 from .processing import FrameProcessor
@@ -73,18 +74,8 @@ class DetectionNode(Node):
         for warning in check.warnings():
             self.log.warn(warning)
         path = check.path(types, classes)
-        source = image_input(v, path, self.log.warn)  # raw Image or image_transport's compressed
-
-        # the names the topics really have here (namespace and -r remapping applied), for the logs
-        input_topic = self.resolve_topic_name(source.topic)
-        output_topic = self.resolve_topic_name(v['ros_integration.output_topic'])
         self.monitor = Monitor(STAGES)
-        self.health = Health(v, platform, self.detector, selection, input_topic=input_topic, log=self.log,
-                             now=time.monotonic())
-        self.reports = Reports(v, fqn, self.monitor, self.log)
         profile = qos.profile(QosSpec.of(v))
-        detections_pub = self.create_publisher(types.Detection2DArray, v['ros_integration.output_topic'],
-                                               profile)
         self.label_pub = self.create_publisher(types.LabelInfo, v['ros_integration.label_info_topic'],
                                                qos.latched())
         self.label_pub.publish(label_info(types, Header(stamp=self.get_clock().now().to_msg()), classes,
@@ -92,23 +83,45 @@ class DetectionNode(Node):
         debug_topic = v['ros_integration.debug_image_topic']
         debug_pub = self.create_publisher(Image, debug_topic, profile) if debug_topic else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-
-        processor = FrameProcessor(v, self.detector, self.health, self.monitor, path, source=source,
-                                   input_topic=input_topic, detections_pub=detections_pub,
-                                   debug_pub=debug_pub, clock=self.get_clock(), log=self.log)
-        self.latest = LatestFrame(self.monitor, self.health.watchdog, self.health.rate, processor.process)
+        cameras = parse_cameras(v['ros_integration.cameras'])
+        self.cameras: Cameras | None = None
+        if cameras:  # several cameras, one batching worker (cameras.py)
+            self.health = Health(v, platform, self.detector, selection, input_topic='', log=self.log,
+                                 now=time.monotonic())
+            self.cameras = Cameras(self, cameras, v, detector=self.detector, health=self.health,
+                                   monitor=self.monitor, path=path, profile=profile,
+                                   detection_type=types.Detection2DArray, debug_pub=debug_pub, log=self.log)
+            self.latest: LatestFrame | LatestFrames = self.cameras.latest
+            route = self.cameras.describe()
+        else:
+            source = image_input(v, path, self.log.warn)  # raw Image or image_transport's compressed
+            # the names the topics really have here (namespace and -r remapping applied), for the logs
+            input_topic = self.resolve_topic_name(source.topic)
+            route = f'{input_topic} -> {self.resolve_topic_name(v["ros_integration.output_topic"])}'
+            self.health = Health(v, platform, self.detector, selection, input_topic=input_topic,
+                                 log=self.log, now=time.monotonic())
+            detections_pub = self.create_publisher(types.Detection2DArray,
+                                                   v['ros_integration.output_topic'], profile)
+            processor = FrameProcessor(v, self.detector, self.health, self.monitor, path, source=source,
+                                       input_topic=input_topic, detections_pub=detections_pub,
+                                       debug_pub=debug_pub, clock=self.get_clock(), log=self.log)
+            self.latest = LatestFrame(self.monitor, self.health.watchdog, self.health.rate,
+                                      processor.process)
+        self.reports = Reports(v, fqn, self.monitor, self.log)
         startup.warm_up(self.detector, v, path, self.log)
-        self.latest.start()
-        self.create_subscription(source.message_type, source.topic, self.latest.take_in, profile,
-                                 raw=source.raw)
+        if self.cameras is not None:
+            self.cameras.start()  # the worker, then the subscriptions
+        else:
+            self.latest.start()
+            self.create_subscription(source.message_type, source.topic, self.latest.take_in, profile,
+                                     raw=source.raw)
         self.create_timer(v['logging.diagnostic_interval'], self._report)
         if v['safety.watchdog_timeout'] > 0:
             self.create_timer(min(1.0, v['safety.watchdog_timeout'] / 4), self._check_watchdog)
         self.add_on_set_parameters_callback(self._refuse_changes)
         spec = self.detector.bundle.input
-        self.log.info(f'{input_topic} -> {output_topic}: '
-                      f'{len(classes)} classes, input {spec.width}x{spec.height} {spec.resize}, rate cap '
-                      f'{v["runtime.inference_frequency"]:g} Hz, cores {cores}')
+        self.log.info(f'{route}: {len(classes)} classes, input {spec.width}x{spec.height} {spec.resize}, '
+                      f'rate cap {v["runtime.inference_frequency"]:g} Hz, cores {cores}')
 
     def _read_parameters(self) -> dict[str, Any]:
         for p in PARAMETERS:
@@ -148,8 +161,9 @@ class DetectionNode(Node):
                                   message=result.message,
                                   hardware_id=f'{self.values["target_platform.model"]}:{fqn}',
                                   values=[KeyValue(key=k, value=val) for k, val in result.values.items()])
+        cameras = self.cameras.statuses(fqn, self.health, now) if self.cameras is not None else []
         self.diagnostics_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                                                     status=[status]))
+                                                     status=[status, *cameras]))
         self.reports.write(document, state)
 
     def close(self) -> None:

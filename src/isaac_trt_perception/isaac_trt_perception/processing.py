@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from builtin_interfaces.msg import Time
@@ -20,8 +21,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from perception_core.cdr import Header as FrameHeader
-from perception_core.convert import ImageError
+from perception_core.convert import Frame, ImageError
 from perception_core.debug_image import draw_detections
+from perception_core.decode import Detections
 from perception_core.detector import Detector
 from perception_core.metrics import Monitor
 
@@ -29,6 +31,18 @@ from .cdr_check import MessagePath
 from .health import Health
 from .image_input import ImageInput
 from .node_log import NodeLog
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A received frame, converted, with its times: receipt (time.monotonic), hand-off to the
+    worker, start and end of conversion (time.perf_counter)."""
+    header: FrameHeader
+    frame: Frame
+    received: float
+    handed_off: float
+    start: float
+    converted: float
 
 
 class FrameProcessor:
@@ -63,6 +77,19 @@ class FrameProcessor:
     def process(self, msg: Any, received: float, handed_off: float) -> None:
         """One frame taken from the slot (see ``LatestFrame``): serialized bytes, or an Image (a
         CompressedImage) where the start-up check chose rclpy's path."""
+        taken = self.take(msg, received, handed_off)
+        if taken is None:
+            return
+        try:
+            detections, timings = self.detector.detect(taken.frame)
+        except Exception as exc:  # a backend failing on one frame must not take the node down
+            self.backend_failed(exc, self.describe(taken.header))
+            return
+        self.record_inference(timings['infer'])
+        self.finish(taken, detections, timings)
+
+    def take(self, msg: Any, received: float, handed_off: float) -> Taken | None:
+        """Read and convert a received message; None (counted, logged) if it is not an image."""
         start = time.perf_counter()
         header: FrameHeader | None = None
         try:
@@ -75,26 +102,31 @@ class FrameProcessor:
             self.log.throttled(f'{self.bad_input}.{exc.field}',
                                f'{self.describe(getattr(exc, "header", None) or header)} skipped: '
                                f'{getattr(exc, "problem", exc)}', time.monotonic())
-            return
-        converted = time.perf_counter()
-        try:
-            detections, timings = self.detector.detect(frame)
-        except Exception as exc:  # a backend failing on one frame must not take the node down
-            self.monitor.errors['backend'] += 1
-            self.log.throttled('backend', f'{self.describe(header)}: {self.detector.backend.name} '
-                               f'failed on this frame, skipped: {type(exc).__name__}: {exc}',
-                               time.monotonic())
-            return
-        event = self._record(timings['infer'])
+            return None
+        return Taken(header, frame, received, handed_off, start, time.perf_counter())
+
+    def backend_failed(self, exc: Exception, what: str) -> None:
+        self.monitor.errors['backend'] += 1
+        self.log.throttled('backend', f'{what}: {self.detector.backend.name} failed on this frame, '
+                           f'skipped: {type(exc).__name__}: {exc}', time.monotonic())
+
+    def record_inference(self, infer_s: float) -> None:
+        """One inference's time against the deadline (a batch of cameras is one inference)."""
+        event = self._record(infer_s)
         if event is not None:
             self._on_fallback(event)
+
+    def finish(self, taken: Taken, detections: Detections, timings: dict[str, float]) -> None:
+        """Publish a frame's detections with its header (frame_id override applied), and count."""
+        header, frame, received = taken.header, taken.frame, taken.received
         self._note_new_size(frame, timings['infer'])
         if self.frame_id:
             header = FrameHeader(header.sec, header.nanosec, self.frame_id)
         published = time.perf_counter()
         self.detections_pub.publish(self.write(header, detections))
         done = time.perf_counter()
-        timings.update(handoff=start - handed_off, convert=converted - start, publish=done - published)
+        timings.update(handoff=taken.start - taken.handed_off, convert=taken.converted - taken.start,
+                       publish=done - published)
         self.monitor.profile.add(timings)
         self.monitor.published.tick(time.monotonic())
         self.monitor.latency.add(time.monotonic() - received)

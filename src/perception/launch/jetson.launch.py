@@ -2,6 +2,7 @@
 
     ros2 launch perception jetson.launch.py [config:=FILE] [model:=PATH] [log_level:=LEVEL]
                                             [namespace:=NS] [use_sim_time:=true] [params_dir:=DIR]
+                                            [cameras:=NAME:INPUT:OUTPUT[:frame_id=F][:image_transport=T],...]
 
 Everything is decided by ``perception.launch_plan`` (tested without ``launch``); this file only
 turns the plan into launch actions. It uses launch APIs that exist in Humble, Jazzy and Kilted.
@@ -22,7 +23,7 @@ from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from perception.launch_plan import EXECUTABLE, PACKAGE, describe, make_plan
+from perception.launch_plan import EXECUTABLE, NODES_EXECUTABLE, PACKAGE, describe, make_plan, nodes_arguments
 
 ARGUMENTS = (
     ('config', os.path.join(get_package_share_directory('perception'), 'config', 'jetson_deployment.yaml'),
@@ -33,6 +34,11 @@ ARGUMENTS = (
     ('use_sim_time', 'false', 'Use /clock (e.g. with ros2 bag play --clock)'),
     ('params_dir', '', 'Folder for the generated params file, kept; empty = a temporary folder, '
      'removed when the node exits'),
+    ('cameras', '', 'Several cameras in one node, replacing ros_integration.cameras: '
+     '"left:/left/image_rect:/left/detections,right:/right/image_rect:/right/detections" (optional '
+     ':frame_id=F, :image_transport=compressed per camera); empty = the YAML\'s'),
+    ('nodes', '', 'Several detector nodes in one process (perception-nodes): NAME[:NAMESPACE],...; '
+     'empty = one node'),
 )
 
 
@@ -42,12 +48,17 @@ def _plan_to_actions(context, *args, **kwargs):
 
     plan = make_plan(arg('config'), model=arg('model'), log_level=arg('log_level'),
                      namespace=arg('namespace'), use_sim_time=arg('use_sim_time').lower() == 'true',
-                     params_dir=arg('params_dir') or None)
-    node = Node(
-        package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace or None,
-        exec_name=plan.node_name, parameters=[str(plan.params_file)],
-        arguments=['--ros-args', *plan.ros_arguments], additional_env=plan.env, output='screen',
-        emulate_tty=True)
+                     params_dir=arg('params_dir') or None, cameras=arg('cameras'))
+    if arg('nodes').strip():  # each --node names its own namespace: namespace:= does not apply
+        node = Node(package=PACKAGE, executable=NODES_EXECUTABLE, exec_name=NODES_EXECUTABLE,
+                    arguments=nodes_arguments(plan, arg('nodes')), additional_env=plan.env,
+                    output='screen', emulate_tty=True)
+    else:
+        node = Node(
+            package=PACKAGE, executable=EXECUTABLE, name=plan.node_name, namespace=plan.namespace or None,
+            exec_name=plan.node_name, parameters=[str(plan.params_file)],
+            arguments=['--ros-args', *plan.ros_arguments], additional_env=plan.env, output='screen',
+            emulate_tty=True)
 
     def remove_params(*_args, **_kwargs):
         plan.remove_params()  # the node read the file at start; a temporary folder goes with it

@@ -33,12 +33,13 @@ from perception.middleware import middleware_environment
 from perception.params import write_params_file
 from perception_core.backends.select import ENGINE_SUFFIXES
 from perception_core.deployment import ConfigError, DeploymentConfig, load_config
-from perception_core.params import LOG_LEVELS, ParameterError, by_name, check_value, instance_path
+from perception_core.params import CAMERAS, LOG_LEVELS, ParameterError, by_name, check_value, instance_path
 
 log = logging.getLogger(__name__)
 
 PACKAGE = 'isaac_trt_perception'
 EXECUTABLE = 'isaac_trt_perception_node'
+NODES_EXECUTABLE = 'perception-nodes'  # several detector nodes in one process (nodes_main.py)
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,14 @@ def normalize_namespace(namespace: str) -> str:
 def make_plan(config_path: str | Path, *, model: str | None = None, log_level: str | None = None,
               namespace: str = '', use_sim_time: bool = False, params_dir: str | Path | None = None,
               middleware_config_dir: str | Path | None = None,
-              overrides: Mapping[str, object] | None = None) -> LaunchPlan:
+              overrides: Mapping[str, object] | None = None, cameras: str = '') -> LaunchPlan:
     """Plan the node's start from the YAML and the launch arguments (empty = take the YAML's).
 
     ``params_dir`` receives the params file (default: a new temporary folder, removed by
     :meth:`LaunchPlan.remove_params`); ``middleware_config_dir`` holds the Fast DDS profile
-    (default: the installed one); ``overrides`` replaces parameters by dotted name (checked).
+    (default: the installed one); ``overrides`` replaces parameters by dotted name (checked);
+    ``cameras`` (the ``cameras:=`` argument, ros_integration.cameras' text form
+    ``name:input:output[:frame_id=F][:image_transport=T],...``) replaces the YAML's camera list.
     """
     config = load_config(config_path, model_override=model or None)
     notes: list[str] = []
@@ -107,6 +110,23 @@ def make_plan(config_path: str | Path, *, model: str | None = None, log_level: s
             config.values[name] = check_value(known[name], value)
         except ParameterError as exc:
             raise ConfigError(str(exc)) from exc
+    if model:
+        # model:= names another bundle than the YAML was written for: its input is that bundle's
+        # (model.input_shape stays a check of the YAML's own model)
+        from perception_core.bundle import BundleError, load_bundle
+        try:
+            shape = list(load_bundle(str(config.values['model.path'])).input.shape())
+        except BundleError:
+            shape = None  # the node names what is wrong with it
+        if shape is not None and list(config.values['model.input_shape'][1:]) != shape[1:]:
+            config.values['model.input_shape'] = [config.values['model.input_shape'][0], *shape[1:]]
+            notes.append(f'model.input_shape {config.values["model.input_shape"]} (the model\'s)')
+    if cameras.strip():
+        try:
+            config.values[CAMERAS] = check_value(known[CAMERAS], cameras)
+        except ParameterError as exc:
+            raise ConfigError(f'cameras:= (launch argument): {exc}') from exc
+        notes.append(f'cameras:= {config.values[CAMERAS]}')
     if log_level:
         try:
             config.values['logging.level'] = check_value(by_name()['logging.level'], log_level.upper())
@@ -124,10 +144,19 @@ def make_plan(config_path: str | Path, *, model: str | None = None, log_level: s
                       temporary_dir=temporary)
 
 
+def nodes_arguments(plan: LaunchPlan, nodes: str) -> list[str]:
+    """perception-nodes' arguments for ``nodes:=NAME[:NAMESPACE],...``: the plan's params file for
+    every node."""
+    specs = [spec.strip() for spec in nodes.split(',') if spec.strip()]
+    return ['--params-file', str(plan.params_file), *[part for spec in specs for part in ('--node', spec)],
+            '--ros-args', *plan.ros_arguments]
+
+
 def describe(plan: LaunchPlan) -> str:
     """A short, human-readable summary for the launch log."""
     lines = [f'node {plan.fully_qualified_name} from {plan.config.source}',
              f'model {plan.config["model.path"]} (backend {plan.config["model.backend"]})',
+             *([f'cameras {plan.config[CAMERAS]}'] if plan.config[CAMERAS] else []),
              f'params file {plan.params_file}'
              + (' (removed when the node exits)' if plan.temporary_dir else ''),
              f'CPU pinning by the node: resources.cpu_affinity {plan.config["resources.cpu_affinity"]} '

@@ -114,3 +114,15 @@ def test_overrides_are_checked_like_the_yaml(tmp_path: Path) -> None:
         plan(tmp_path, deployment(tmp_path), overrides={'logging.log_path': '/tmp/{nodes}.log'})
     with pytest.raises(ConfigError, match=r'logging\.logpath: unknown parameter'):
         plan(tmp_path, deployment(tmp_path), overrides={'logging.logpath': '/tmp/x.log'})
+
+
+def test_cameras_argument_replaces_the_yaml_list_and_is_checked(tmp_path: Path) -> None:
+    text = 'left:/left/image_rect:/left/detections,right:/right/image_rect:/right/detections:frame_id=r'
+    p = plan(tmp_path, deployment(tmp_path), cameras=text)
+    params = yaml.safe_load(p.params_file.read_text())['/**']['ros__parameters']
+    assert params['ros_integration']['cameras'] == text  # the text form: a string parameter
+    assert f'cameras {text}' in describe(p)
+    with pytest.raises(ConfigError, match=r"cameras:= \(launch argument\): ros_integration.cameras\[1\]"
+                                          r".input_topic: '/l' is already ros_integration.cameras\[0\]"):
+        plan(tmp_path, deployment(tmp_path), cameras='a:/l:/a,b:/l:/b')
+    assert plan(tmp_path, deployment(tmp_path), cameras='').config['ros_integration.cameras'] == ''

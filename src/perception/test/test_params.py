@@ -97,3 +97,55 @@ def test_a_file_keyed_to_one_node_reaches_only_that_node(tmp_path: Path, config_
     keyed = write_params_file(config, tmp_path / 'p.yaml', '/robot', node='cam_left')
     assert parameters_seen_by_rcl(keyed, 'cam_left', '/robot')['model.path'] == config['model.path']
     assert 'model.path' not in parameters_seen_by_rcl(keyed, 'cam_right', '/robot')
+
+
+CAMERA_LIST = [{'name': 'left', 'input_topic': '/left/image_rect', 'output_topic': '/left/detections'},
+               {'name': 'right', 'input_topic': '/right/image_rect', 'output_topic': '/right/detections',
+                'frame_id': 'right_optical', 'image_transport': 'compressed'}]
+
+
+def cameras_config(tmp_path: Path, cameras: object) -> Path:
+    data = yaml.safe_load((WORKSPACE / 'config' / 'jetson_deployment.yaml').read_text())
+    data['deployment_config']['model']['path'] = 'bundle/model.onnx'
+    data['deployment_config']['ros_integration']['cameras'] = cameras
+    path = tmp_path / 'cameras.yaml'
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_camera_list_reaches_the_node_as_its_text_form(tmp_path: Path) -> None:
+    from perception_core.params import Camera, parse_cameras
+    config = load_config(cameras_config(tmp_path, CAMERA_LIST))
+    seen = parameters_seen_by_rcl(write_params_file(config, tmp_path / 'params.yaml'), config.node_name)
+    assert parse_cameras(seen['ros_integration.cameras']) == [
+        Camera('left', '/left/image_rect', '/left/detections'),
+        Camera('right', '/right/image_rect', '/right/detections', 'right_optical', 'compressed')]
+    # no list: the one-camera keys, as before
+    assert load_config(cameras_config(tmp_path, '')).values['ros_integration.cameras'] == ''
+
+
+@pytest.mark.parametrize(('cameras', 'message'), [
+    ([CAMERA_LIST[0], {**CAMERA_LIST[1], 'input_topic': '/left/image_rect'}],
+     "ros_integration.cameras[1].input_topic: '/left/image_rect' is already "
+     'ros_integration.cameras[0].input_topic'),
+    ([CAMERA_LIST[0], {**CAMERA_LIST[1], 'name': 'left'}],
+     "ros_integration.cameras[1].name: 'left' is already"),
+    ([CAMERA_LIST[0], {**CAMERA_LIST[1], 'output_topic': '/left/detections'}],
+     'ros_integration.cameras[1].output_topic:'),
+    ([CAMERA_LIST[0], {'name': 'right', 'input_topic': '/right/image_rect'}],
+     'ros_integration.cameras[1].output_topic: missing'),
+    ([{**CAMERA_LIST[0], 'input_topic': 'not a topic'}],
+     "ros_integration.cameras[0].input_topic: 'not a topic' is not a valid ROS topic name"),
+    ([{**CAMERA_LIST[0], 'image_transport': 'theora'}],
+     'ros_integration.cameras[0].image_transport: must be'),
+    ([{**CAMERA_LIST[0], 'qos': 'x'}], 'ros_integration.cameras[0].qos: unknown key'),
+    ([{**CAMERA_LIST[0], 'input_topic': 5}], 'ros_integration.cameras[0].input_topic: expected str'),
+    ([], 'ros_integration.cameras: must not be empty'),
+    (['left:/left/image_rect'], 'ros_integration.cameras[0]: '),
+    ({'left': 1}, 'ros_integration.cameras: expected a list'),
+])
+def test_bad_camera_lists_are_refused_with_the_key_path(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       cameras: object, message: str) -> None:
+    assert main([str(cameras_config(tmp_path, cameras))]) == 2
+    error = capsys.readouterr().err
+    assert f'deployment_config.{message}' in error, error

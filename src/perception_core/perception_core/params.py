@@ -100,7 +100,12 @@ PARAMETERS: tuple[Parameter, ...] = (
       minimum=0, extension=True),
     # performance: engine-build settings, passed to the engine check (sidecar comparison).
     P('performance.max_batch_size', 8, 'Largest batch the engine profile allows; checked against the '
-      'engine sidecar.', minimum=1),
+      'engine sidecar. With ros_integration.cameras, also the most camera frames run as one batch.',
+      minimum=1),
+    P('performance.batch_window_ms', -1.0, 'With ros_integration.cameras: how long (ms) a frame waits for '
+      'the other cameras\' frames expected within it, to run them as one batch; a camera late or silent is '
+      'not waited for. -1 = min(5 ms, a quarter of the runtime.inference_frequency period); 0 = no '
+      'waiting (batch only what is already there).', minimum=-1.0, extension=True),
     P('performance.workspace_size', 2147483648, 'TensorRT builder workspace in bytes; used when the node '
       'builds an engine.', minimum=0),
     P('performance.minimum_segment_size', 3, 'Torch-TensorRT minimum segment size; used when compiling '
@@ -152,6 +157,13 @@ PARAMETERS: tuple[Parameter, ...] = (
       'on the worker thread; a message that does not decode is counted (errors.bad_compressed_image) '
       'and skipped.', choices=IMAGE_TRANSPORTS, extension=True),
     P('ros_integration.output_topic', '/object_detections', 'vision_msgs/Detection2DArray output topic.'),
+    P('ros_integration.cameras', '', 'Several cameras in one node (one model, batched inference): in the '
+      'deployment YAML a list of {name, input_topic, output_topic} mappings with optional frame_id '
+      '(overrides frame_id_override) and image_transport (raw or compressed; default the global key); '
+      'in the params file and launch argument the same as text, "name:input:output[:frame_id=F]'
+      '[:image_transport=T]" entries separated by commas. Names, input and output topics must be unique. '
+      '"" = one camera on input_topic/output_topic (those two keys are ignored when cameras are given).',
+      extension=True),
     P('ros_integration.qos_profile.reliability', 'best_effort', 'Input and output reliability.',
       choices=qos.RELIABILITY),
     P('ros_integration.qos_profile.durability', 'volatile', 'Input and output durability.',
@@ -225,8 +237,107 @@ def parse_warmup_images(text: str) -> list[tuple[int, int, str]]:
     return images
 
 
+CAMERAS = 'ros_integration.cameras'
+_CAMERA_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+# a ROS topic name as a user writes it (relative, absolute or ~private), without substitutions
+_TOPIC = re.compile(r'^(~/?|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
+_CAMERA_FIELDS = ('name', 'input_topic', 'output_topic', 'frame_id', 'image_transport')
+_CAMERA_OPTIONS = _CAMERA_FIELDS[3:]  # the optional ones, "key=value" in the text form
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera of ``ros_integration.cameras``; empty frame_id / image_transport = the node's
+    global ros_integration.frame_id_override / image_transport."""
+    name: str
+    input_topic: str
+    output_topic: str
+    frame_id: str = ''
+    image_transport: str = ''
+
+    def text(self) -> str:
+        options = [f'{k}={getattr(self, k)}' for k in _CAMERA_OPTIONS if getattr(self, k)]
+        return ':'.join([self.name, self.input_topic, self.output_topic, *options])
+
+
+def _camera_entry(entry: object, where: str) -> dict[str, object]:
+    """One entry of the text form, or a YAML mapping, as {field: value}."""
+    if isinstance(entry, dict):
+        return entry
+    if not isinstance(entry, str):
+        raise ParameterError(f'{where}: expected a mapping {{name, input_topic, output_topic}}, got '
+                             f'{_type_name(entry)} {entry!r}')
+    parts = [p.strip() for p in entry.split(':')]
+    if len(parts) < 3:
+        raise ParameterError(f'{where}: {entry.strip()!r} is not "name:input_topic:output_topic'
+                             '[:frame_id=F][:image_transport=T]"')
+    fields: dict[str, object] = dict(zip(_CAMERA_FIELDS[:3], parts[:3], strict=True))
+    for option in parts[3:]:
+        key, equals, value = option.partition('=')
+        if not equals:
+            raise ParameterError(f'{where}: {option!r} is not key=value (keys: {", ".join(_CAMERA_OPTIONS)})')
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _camera(fields: dict[str, object], where: str) -> Camera:
+    unknown = sorted(str(k) for k in fields if k not in _CAMERA_FIELDS)
+    if unknown:
+        raise ParameterError(f'{where}.{unknown[0]}: unknown key (keys: {", ".join(_CAMERA_FIELDS)})')
+    for key in _CAMERA_FIELDS:
+        value = fields.get(key, '')
+        if not isinstance(value, str):
+            raise ParameterError(f'{where}.{key}: expected str, got {_type_name(value)} {value!r}')
+        if key in _CAMERA_FIELDS[:3] and not value:
+            raise ParameterError(f'{where}.{key}: missing (each camera needs name, input_topic and '
+                                 'output_topic)')
+    camera = Camera(**fields)  # type: ignore[arg-type]
+    if not _CAMERA_NAME.match(camera.name):
+        raise ParameterError(f'{where}.name: {camera.name!r} is not a name (letters, digits, "_"; it names '
+                             'the camera in /diagnostics)')
+    for key in ('input_topic', 'output_topic'):
+        if not _TOPIC.match(getattr(camera, key)):
+            raise ParameterError(f'{where}.{key}: {getattr(camera, key)!r} is not a valid ROS topic name')
+    if camera.image_transport and camera.image_transport not in IMAGE_TRANSPORTS:
+        raise ParameterError(f'{where}.image_transport: must be one of {list(IMAGE_TRANSPORTS)}, got '
+                             f'{camera.image_transport!r}')
+    if any(c in camera.frame_id for c in ':,'):
+        raise ParameterError(f'{where}.frame_id: {camera.frame_id!r} must not hold ":" or ","')
+    return camera
+
+
+def parse_cameras(value: object) -> list[Camera]:
+    """``ros_integration.cameras`` (the YAML list of mappings or the text form) as Cameras;
+    ParameterError naming the entry's key path (``ros_integration.cameras[1].input_topic``)."""
+    if isinstance(value, str):
+        entries: list = [e for e in value.split(',') if e.strip()]
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            raise ParameterError(f'{CAMERAS}: must not be empty (an empty list has no ROS 2 parameter '
+                                 'type); leave the key out for one camera on input_topic/output_topic')
+        entries = list(value)
+    else:
+        raise ParameterError(f'{CAMERAS}: expected a list of cameras or text, got {_type_name(value)} '
+                             f'{value!r}')
+    cameras = [_camera(_camera_entry(e, f'{CAMERAS}[{i}]'), f'{CAMERAS}[{i}]') for i, e in enumerate(entries)]
+    for key in ('name', 'input_topic', 'output_topic'):
+        seen: dict[str, int] = {}
+        for i, camera in enumerate(cameras):
+            first = seen.setdefault(getattr(camera, key), i)
+            if first != i:
+                raise ParameterError(f'{CAMERAS}[{i}].{key}: {getattr(camera, key)!r} is already '
+                                     f'{CAMERAS}[{first}].{key} (each camera needs its own)')
+    return cameras
+
+
+def cameras_text(cameras: list[Camera]) -> str:
+    """The text form, which a ROS 2 parameter (a string) can hold."""
+    return ','.join(c.text() for c in cameras)
+
+
 # Text parameters with a syntax of their own: the parser the node uses checks them at load too.
-_TEXT_PARSERS = {'resources.memory_limit': parse_memory_size, 'runtime.warmup_images': parse_warmup_images}
+_TEXT_PARSERS = {'resources.memory_limit': parse_memory_size, 'runtime.warmup_images': parse_warmup_images,
+                 CAMERAS: parse_cameras}
 
 
 def _type_name(value: object) -> str:
@@ -240,6 +351,8 @@ def check_value(parameter: Parameter, value: object) -> ParameterValue:
     """
     where = parameter.name
     default = parameter.default
+    if where == CAMERAS and not isinstance(value, str):
+        value = cameras_text(parse_cameras(value))  # the YAML list: held as its text form from here
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -274,6 +387,8 @@ def check_value(parameter: Parameter, value: object) -> ParameterValue:
     if parse is not None:
         try:
             parse(str(value))
+        except ParameterError:
+            raise
         except ValueError as exc:
             raise ParameterError(f'{where}: {exc}') from exc
     if where == 'model.input_shape' and (len(value) != 4 or min(value) <= 0):  # type: ignore[arg-type]

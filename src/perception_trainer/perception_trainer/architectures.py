@@ -13,6 +13,7 @@ from torch import nn
 from perception_core.bundle import InputSpec
 
 from . import centernet, centernet_targets, losses, single_object
+from .backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD
 
 Encode = Callable[[np.ndarray, np.ndarray, int, int, int], dict[str, np.ndarray]]
 # -> {'loss': the total to minimise, then each part by name}; training logs every entry.
@@ -29,16 +30,40 @@ class Architecture:
     std: tuple[float, float, float]
     output_format: str
     output_names: tuple[str, ...]
-    build: Callable[[int], nn.Module]
+    # (number of classes, backbone=, size=) -> the training network; build(n) is the default model.
+    build: Callable[..., nn.Module]
     head: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]  # -> the bundle's outputs
     encode: Encode
     loss: Loss
     # Training outputs -> mask of bundle-output values that depend on a numerical tie (or None).
     ties: Callable[[tuple[torch.Tensor, ...], float], torch.Tensor] | None = None
 
-    def input_spec(self, height: int, width: int) -> InputSpec:
+    backbones: tuple[str, ...] = ('tiny',)  # --backbone choices; the first is the default
+
+    def input_spec(self, height: int, width: int, imagenet: bool = False) -> InputSpec:
+        """``imagenet``: the backbone starts from ImageNet weights, so the input is normalised as
+        they were trained (torchvision's mean/std), in training and in model.json alike."""
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (self.mean, self.std)
         return InputSpec(name='images', height=height, width=width, layout='NCHW', color='RGB',
-                         resize=self.resize, pad_value=114, mean=self.mean, std=self.std)
+                         resize=self.resize, pad_value=114, mean=mean, std=std)
+
+    def model(self, num_classes: int, backbone: str = 'tiny', size: str = 'n') -> nn.Module:
+        if backbone not in self.backbones:
+            raise ValueError(f'--arch {self.name}: backbone {backbone!r} is not one of '
+                             f'{", ".join(self.backbones)}')
+        if len(self.backbones) == 1 and (backbone, size) != ('tiny', 'n'):
+            raise ValueError(f'--arch {self.name} has one model: no --backbone or --size choice')
+        if len(self.backbones) == 1:
+            return self.build(num_classes)
+        return self.build(num_classes, backbone, size)
+
+
+def model_options(meta: Mapping[str, object]) -> dict[str, str]:
+    """backbone and size of a checkpoint's model (its recipe); the defaults for checkpoints that
+    predate the choice."""
+    config = meta.get('config')
+    config = config if isinstance(config, Mapping) else {}
+    return {'backbone': str(config.get('backbone', 'tiny')), 'size': str(config.get('size', 'n'))}
 
 
 class Deployed(nn.Module):
@@ -81,8 +106,8 @@ ARCHITECTURES = Architectures((
         description='anchor-free CenterNet, TTFNet box regression, stride 4, in-graph peak decoding',
         input_size=(256, 320), resize='letterbox', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         output_format='dense_boxes_scores', output_names=('detections',),
-        build=centernet.CenterNet, head=centernet.dense_detections, encode=centernet_targets.encode,
-        loss=losses.centernet_loss, ties=centernet.peak_ties),
+        build=centernet.build, head=centernet.dense_detections, encode=centernet_targets.encode,
+        loss=losses.centernet_loss, ties=centernet.peak_ties, backbones=('tiny', *BACKBONES)),
     Architecture(
         name='single_object',
         description='one object per image: features + classification head + single-box regression head',

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbones import BACKBONES
+
 STRIDE = 4
 BOX_SCALE = 16.0  # distances are softplus(raw) * BOX_SCALE pixels: raw ~ 0..5 covers any box
 PRIOR = 0.01  # initial heatmap probability (focal-loss prior)
@@ -49,20 +51,34 @@ def stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(Separable(c_in, c_out, 2), *(Separable(c_out, c_out) for _ in range(blocks - 1)))
 
 
-class CenterNet(nn.Module):
-    """Backbone at strides 4-32, FPN top-down to stride 4, heatmap and box heads."""
+# --size: the tiny backbone's widths and the neck's channels (n is the shipped model's).
+TINY_WIDTHS = {'n': (24, 48, 96, 128, 160), 's': (32, 64, 128, 192, 256), 'm': (48, 96, 192, 256, 320)}
+NECK = {'n': 64, 's': 96, 'm': 128}
 
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (24, 48, 96, 128, 160),
-                 neck: int = 64) -> None:
+
+class CenterNet(nn.Module):
+    """Backbone at strides 4-32, FPN top-down to stride 4, heatmap and box heads.
+
+    ``backbone`` None is the tiny separable backbone (its layers are this module's own, as in
+    every checkpoint before the backbone choice); otherwise an ImageNet backbone from
+    :mod:`.backbones`, as ``self.backbone`` with torchvision's parameter names."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = TINY_WIDTHS['n'],
+                 neck: int = NECK['n'], backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.num_classes = num_classes
-        w0, w4, w8, w16, w32 = widths
-        self.stem = nn.Sequential(conv_bn(3, w0, 3, 2), conv_bn(w0, w4, 3, 2))  # stride 4
-        self.s4 = Separable(w4, w4)
-        self.s8 = stage(w4, w8, 2)
-        self.s16 = stage(w8, w16, 3)
-        self.s32 = stage(w16, w32, 2)
-        self.lateral = nn.ModuleList(conv_bn(c, neck) for c in (w4, w8, w16, w32))
+        if backbone is None:
+            w0, w4, w8, w16, w32 = widths
+            self.stem = nn.Sequential(conv_bn(3, w0, 3, 2), conv_bn(w0, w4, 3, 2))  # stride 4
+            self.s4 = Separable(w4, w4)
+            self.s8 = stage(w4, w8, 2)
+            self.s16 = stage(w8, w16, 3)
+            self.s32 = stage(w16, w32, 2)
+            channels = (w4, w8, w16, w32)
+        else:
+            self.backbone = backbone
+            channels = backbone.channels
+        self.lateral = nn.ModuleList(conv_bn(c, neck) for c in channels)
         self.fuse = Separable(neck, neck)
         self.heat = nn.Sequential(Separable(neck, neck), nn.Conv2d(neck, num_classes, 1))
         self.box = nn.Sequential(Separable(neck, neck), nn.Conv2d(neck, 4, 1))
@@ -73,17 +89,43 @@ class CenterNet(nn.Module):
             nn.init.zeros_(head.bias)
         nn.init.constant_(self.heat[-1].bias, -math.log((1 - PRIOR) / PRIOR))
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> class logits [B, C, H/4, W/4], box distances l, t, r, b [B, 4, H/4, W/4] (pixels)."""
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Stride 4, 8, 16, 32 features."""
+        if 'backbone' in self._modules:
+            return self.backbone(images)
         c4 = self.s4(self.stem(images))
         c8 = self.s8(c4)
         c16 = self.s16(c8)
-        c32 = self.s32(c16)
+        return c4, c8, c16, self.s32(c16)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> class logits [B, C, H/4, W/4], box distances l, t, r, b [B, 4, H/4, W/4] (pixels)."""
+        c4, c8, c16, c32 = self.features(images)
         p = self.lateral[3](c32)
         for level, feature in ((2, c16), (1, c8), (0, c4)):
-            p = self.lateral[level](feature) + F.interpolate(p, scale_factor=2.0, mode='nearest')
+            p = self.lateral[level](feature) + upsample_to(p, feature)
         p = self.fuse(p)
         return self.heat(p), F.softplus(self.box(p)) * BOX_SCALE
+
+
+def upsample_to(coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+    """Nearest x2 (the shipped graph's Resize), or to ``fine``'s size where the input is not a
+    multiple of 32 and the backbone rounded a level up; the size is a constant in the export."""
+    h, w = int(fine.shape[2]), int(fine.shape[3])
+    if (2 * int(coarse.shape[2]), 2 * int(coarse.shape[3])) == (h, w):
+        return F.interpolate(coarse, scale_factor=2.0, mode='nearest')
+    return F.interpolate(coarse, size=(h, w), mode='nearest')
+
+
+def build(num_classes: int, backbone: str = 'tiny', size: str = 'n') -> CenterNet:
+    """The --backbone / --size model; ``build(n)`` is the shipped model."""
+    if size not in NECK:
+        raise ValueError(f'size {size!r}: one of {", ".join(NECK)}')
+    if backbone == 'tiny':
+        return CenterNet(num_classes, TINY_WIDTHS[size], NECK[size])
+    if backbone not in BACKBONES:
+        raise ValueError(f'backbone {backbone!r}: one of tiny, {", ".join(BACKBONES)}')
+    return CenterNet(num_classes, neck=NECK[size], backbone=BACKBONES[backbone]())
 
 
 def location_centres(feature: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .architectures import ARCHITECTURES
+from .augment import policy_name
+from .backbones import TORCHVISION_BACKBONE
 from .readers import FORMAT_ALIASES
 
 
@@ -37,7 +39,19 @@ class TrainConfig(BaseModel):
         None, ge=0, le=1, description='Replicator BasicWriter: drop boxes whose occlusionRatio is above '
         'this (default: keep all)')
     classes: list[str] | None = Field(None, description='class list (default: the training set\'s)')
+    class_map: Path | None = Field(None, description='YAML {data_name: our_name or null}: renames, '
+                                   'merges (several names to one) and drops (null) classes')
     val_fraction: float = Field(0.1, gt=0, lt=1, description='held out of train_data when no val_data')
+    backbone: Literal['tiny', 'resnet18', 'mobilenet_v3'] = Field(
+        'tiny', description='centernet backbone: tiny (the shipped one), resnet18, mobilenet_v3 (Large)')
+    size: Literal['n', 's', 'm'] = Field('n', description='centernet size: neck width 64 / 96 / 128, and the '
+                                         'tiny backbone\'s widths (n is the shipped model)')
+    pretrained: str | None = Field(
+        None, description='backbone ImageNet weights: torchvision:resnet18, torchvision:mobilenet_v3_large '
+        '(downloaded once into the torch hub cache) or a local file in torchvision\'s key layout; the '
+        'input is then normalised with ImageNet\'s mean/std')
+    input_size: str | None = Field(None, description='network input WIDTHxHEIGHT, e.g. 320x256 or 640x480 '
+                                   '(the same as --input-width and --input-height)')
     input_height: int | None = Field(None, gt=0, description='network input height (default: arch\'s)')
     input_width: int | None = Field(None, gt=0, description='network input width (default: arch\'s)')
     epochs: int = Field(30, gt=0)
@@ -47,7 +61,8 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(1.0, ge=0)
     workers: int = Field(2, ge=0, description='data loader processes per training process')
     cache_images: bool = Field(True, description='decode and letterbox every image once, keep in RAM')
-    augment: bool = Field(True, description='albumentations box-aware augmentation')
+    augment: str = Field('default', description='augmentation policy: none | default | strong '
+                         '(sim-to-real); true / false (old recipes) mean default / none')
     seed: int = Field(0, ge=0)
     device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
@@ -67,10 +82,50 @@ class TrainConfig(BaseModel):
     def _current_arch_name(cls, value: str) -> str:
         return ARCHITECTURES.canonical(value)
 
+    @field_validator('augment', mode='before')
+    @classmethod
+    def _augmentation_policy(cls, value: object) -> str:
+        return policy_name(value)
+
     @field_validator('data_format')
     @classmethod
     def _current_format_name(cls, value: str) -> str:
         return FORMAT_ALIASES.get(value, value)
+
+    @field_validator('input_size')
+    @classmethod
+    def _width_x_height(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.lower().split('x')
+        if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise ValueError(f'{value!r} is not WIDTHxHEIGHT (e.g. 320x256)')
+        return f'{int(parts[0])}x{int(parts[1])}'
+
+    @model_validator(mode='after')
+    def _model_choice(self) -> TrainConfig:
+        if self.input_size is not None:
+            width, height = (int(v) for v in self.input_size.split('x'))
+            if self.input_width not in (None, width) or self.input_height not in (None, height):
+                raise ValueError(f'input_size {self.input_size} and input_width/input_height '
+                                 f'{self.input_width}x{self.input_height} disagree')
+            self.input_width, self.input_height = width, height
+        if self.pretrained and self.pretrained.startswith('torchvision:'):
+            named = TORCHVISION_BACKBONE.get(self.pretrained.split(':', 1)[1])
+            if named is None:
+                raise ValueError(f'pretrained {self.pretrained}: torchvision weights known here are '
+                                 + ', '.join('torchvision:' + n for n in TORCHVISION_BACKBONE))
+            if 'backbone' not in self.model_fields_set:
+                self.backbone = named  # the weights say which backbone they are for
+            elif named != self.backbone:
+                raise ValueError(f'pretrained {self.pretrained} is for backbone {named}, not {self.backbone}')
+        if self.pretrained and self.backbone == 'tiny':
+            raise ValueError('pretrained: the tiny backbone has no ImageNet weights (--backbone resnet18 '
+                             'or mobilenet_v3)')
+        if self.backbone not in ARCHITECTURES[self.arch].backbones or (
+                self.size != 'n' and len(ARCHITECTURES[self.arch].backbones) == 1):
+            raise ValueError(f'arch {self.arch} has no backbone or size choice')
+        return self
 
     @model_validator(mode='after')
     def _input_size_pairs(self) -> TrainConfig:

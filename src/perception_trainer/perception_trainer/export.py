@@ -34,7 +34,7 @@ from perception_core.preprocess import preprocess
 from perception_core.synth import render_scene
 
 from . import checkpoint
-from .architectures import ARCHITECTURES, Architecture, Deployed
+from .architectures import ARCHITECTURES, Architecture, Deployed, model_options
 from .readers import load_dataset
 from .training_data import read_rgb
 from .versions import versions
@@ -67,6 +67,28 @@ def model_cost(model: torch.nn.Module, spec: InputSpec) -> dict[str, float]:
         model(dummy)
     return {'parameters': sum(p.numel() for p in model.parameters()),
             'gflops': round(counter.get_total_flops() / 1e9, 4)}
+
+
+def family_costs(classes: int = 8, height: int = 256, width: int = 320) -> list[dict[str, Any]]:
+    """Parameters and GFLOPs of every CenterNet --size x --backbone at one input: the README's
+    "Choosing a model" table (``python -c 'from perception_trainer.export import print_family_costs;
+    print_family_costs()'``)."""
+    arch = ARCHITECTURES['centernet']
+    spec = arch.input_spec(height, width)
+    rows = []
+    for size in ('n', 's', 'm'):
+        for backbone in arch.backbones:
+            model = arch.model(classes, backbone, size).eval()
+            rows.append({'size': size, 'backbone': backbone, 'input': f'{width}x{height}',
+                         **model_cost(Deployed(model, arch), spec)})
+    return rows
+
+
+def print_family_costs(classes: int = 8, height: int = 256, width: int = 320) -> None:
+    print('| size | backbone | input | parameters | GFLOPs |\n|---|---|---|---|---|')
+    for row in family_costs(classes, height, width):
+        print(f"| {row['size']} | {row['backbone']} | {row['input']} | {row['parameters'] / 1e6:.2f} M | "
+              f"{row['gflops']:.2f} |")
 
 
 def verification_images(data: str | None) -> list[np.ndarray]:
@@ -145,7 +167,7 @@ def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: 
     meta = state['meta']
     arch = ARCHITECTURES[meta['arch']]
     spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta['input'].items()})
-    model = arch.build(len(meta['classes']))
+    model = arch.model(len(meta['classes']), **model_options(meta))
     model.load_state_dict(state['model'])
     model.eval()
     graph = Deployed(model, arch).eval()

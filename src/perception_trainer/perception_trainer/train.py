@@ -32,9 +32,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from perception_core import atomic
 
-from . import checkpoint, distributed
+from . import backbones, checkpoint, distributed
 from .annotations import LabelledSet, Sample
-from .architectures import ARCHITECTURES, Architecture
+from .architectures import ARCHITECTURES, Architecture, model_options
 from .checkpoint import TrainingState
 from .config import TrainConfig, parse_config
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
@@ -90,10 +90,11 @@ def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Pr
 
 def _datasets(cfg: TrainConfig, process: distributed.Process
               ) -> tuple[LabelledSet, list[Sample], list[Sample], dict[str, Any]]:
-    train_set = load_dataset(cfg.train_data, cfg.data_format, cfg.classes, max_occlusion=cfg.max_occlusion)
+    train_set = load_dataset(cfg.train_data, cfg.data_format, cfg.classes, max_occlusion=cfg.max_occlusion,
+                             class_map=cfg.class_map)
     if cfg.val_data:
         val_set = load_dataset(cfg.val_data, cfg.data_format, train_set.classes,
-                               max_occlusion=cfg.max_occlusion)
+                               max_occlusion=cfg.max_occlusion, class_map=cfg.class_map)
         train_samples, val_samples = train_set.samples, val_set.samples
         summary = {'train': train_set.summary(), 'val': val_set.summary()}
         issues = train_set.issues + val_set.issues
@@ -155,12 +156,20 @@ def _checkpoint_to_resume(cfg: TrainConfig, arch: Architecture, classes: Sequenc
     if meta['classes'] != list(classes) or ARCHITECTURES.canonical(meta['arch']) != arch.name:
         raise ValueError(f'{path}: trained for {meta["arch"]} on {meta["classes"]}, not this recipe; '
                          'use a new --out')
+    ours = {'backbone': cfg.backbone, 'size': cfg.size}
+    if model_options(meta) != ours:
+        raise ValueError(f'{path}: a {model_options(meta)} model, not this recipe\'s {ours}; use a new --out')
     return saved
 
 
-def _training_state(run: Run, steps: int, start_epoch: int) -> TrainingState:
+def _training_state(run: Run, steps: int, start_epoch: int, *, resuming: bool) -> TrainingState:
     cfg, device = run.cfg, run.device
-    model = run.arch.build(len(run.classes))
+    model = run.arch.model(len(run.classes), cfg.backbone, cfg.size)
+    if cfg.pretrained and not resuming:  # a resumed run's weights come from its checkpoint
+        state, source = backbones.read_checkpoint(cfg.pretrained)
+        backbones.load_torchvision_weights(model.backbone, state, source)
+        if run.process.main:
+            log.info('backbone %s: ImageNet weights from %s', cfg.backbone, source)
     average = WeightAverage(model)
     # On the device before any state loads, so the optimiser's moments load where the weights are.
     model.to(device, memory_format=torch.channels_last if run.channels_last else torch.preserve_format)
@@ -188,7 +197,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
     out = Path(cfg.out)
     arch = ARCHITECTURES[cfg.arch]
     height, width = (cfg.input_height, cfg.input_width) if cfg.input_height else arch.input_size
-    spec = arch.input_spec(int(height), int(width))
+    spec = arch.input_spec(int(height), int(width), imagenet=cfg.pretrained is not None)
     train_set, train_samples, val_samples, data_summary = _datasets(cfg, process)
     classes = train_set.classes
     if process.main:
@@ -211,7 +220,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
     meta = _meta(run, data_summary)
     saved = _checkpoint_to_resume(cfg, arch, classes, process)
     start_epoch = int(saved['epoch']) if saved else 0
-    state = _training_state(run, steps, start_epoch)
+    state = _training_state(run, steps, start_epoch, resuming=saved is not None)
     best, history, elapsed_before = -1.0, [], 0.0
     if saved:
         schedule_restored = state.load_state_dict(saved)
@@ -289,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     try:
         best = train(cfg)
-    except NonFiniteLoss as exc:
+    except (NonFiniteLoss, backbones.PretrainedError) as exc:
         raise SystemExit(f'perception-train: {exc}') from None
     if rank == 0:
         print(f'best checkpoint: {best}')

@@ -42,11 +42,15 @@ class Backend:
 
     name = ''
     takes_images = False
+    # Most frames one ``infer`` call takes (a [N, ...] tensor), decided at load from the model's
+    # batch axis; 1 = a fixed batch of one, so ``Detector.detect_batch`` runs one call per frame.
+    batch_limit = 1
 
     def __init__(self, description: str) -> None:
         self.description = description
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """The outputs for a [N, ...] input, N <= ``batch_limit``; each output's first axis is N."""
         raise NotImplementedError(f'{self.name} takes images; call infer_image')
 
     def infer_image(self, pixels: np.ndarray, rgb_channels: tuple[int, int, int]
@@ -59,6 +63,11 @@ class Backend:
 
     def close(self) -> None:
         """Release framework resources (sessions, CUDA memory)."""
+
+
+def dynamic_batch_limit(options: BackendOptions) -> int:
+    """The batch a model with a dynamic batch axis takes per call: performance.max_batch_size."""
+    return max(1, options.max_batch_size or 1)
 
 
 def torch_outputs(result: object) -> list:

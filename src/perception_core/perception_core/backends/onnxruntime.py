@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import Bundle
-from . import Backend, BackendError, BackendOptions
+from . import Backend, BackendError, BackendOptions, dynamic_batch_limit
 from .gpu import total_gpu_memory
 
 # numpy dtype name -> ONNX Runtime's element type name (NodeArg.type is "tensor(<name>)").
@@ -59,8 +59,14 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f'{path}: outputs {names} lack model.json output.names {missing}')
         self._input = bundle.input.name
         self._outputs = list(bundle.output.names)
+        image = next(i for i in self.session.get_inputs() if i.name == bundle.input.name)
+        # A named (dynamic) batch axis takes several frames; a fixed one (a foreign export, most
+        # often 1) and models with extra inputs (sized per frame) run one frame per call.
+        dynamic = bool(image.shape) and not isinstance(image.shape[0], int)
+        self.batch_limit = dynamic_batch_limit(options) if dynamic and not self._extras else 1
         provider = self.session.get_providers()[0]
-        super().__init__(f'ONNX Runtime {ort.__version__} {provider} ({path.name})')
+        batching = f'batch up to {self.batch_limit}' if self.batch_limit > 1 else 'batch 1'
+        super().__init__(f'ONNX Runtime {ort.__version__} {provider} ({path.name}, {batching})')
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         if self._extras:  # the constant inputs, built once at load

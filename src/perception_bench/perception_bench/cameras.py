@@ -1,0 +1,189 @@
+"""perception-cameras-bench: N cameras through one batching node (ros_integration.cameras) against
+N separate one-camera nodes, in one run.
+
+For each N (default 1, 2, 4) and each configuration, N frame_source processes (one per camera,
+WIDTHxHEIGHT at RATE Hz each) feed the node(s), started as ``ros2 launch`` plans them; answers are
+received here raw (``node_run.Receiver``: receipt time minus image stamp). Per configuration: the
+answered fraction and end-to-end p50/p99 per camera, and the node processes' CPU while streaming
+(cores used: user + system seconds over wall seconds, all node processes together, psutil).
+N = 1 runs the one-camera node only (the two configurations are the same node).
+
+    perception-cameras-bench --rate 30 --seconds 10 [--cameras 1,2,4] [-o out/bench/cameras.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from perception_core.atomic import write_json
+from perception_core.cdr import read_header
+from perception_core.metrics import summary_ms
+
+from .frame_source import save_frames
+from .node_run import Receiver, bench_frames, node_plan
+
+
+class CameraReceiver(Receiver):
+    """``Receiver`` with its samples kept per output topic."""
+
+    def __init__(self, domain_id: int) -> None:
+        super().__init__(domain_id)
+        self.by_topic: dict[str, list[tuple[int, float]]] = {}
+
+    def listen_topic(self, msg_type: Any, topic: str) -> Any:
+        from isaac_trt_perception.qos import profile
+        from perception_core.qos import QosSpec
+        samples = self.by_topic.setdefault(topic, [])
+
+        def heard(cdr: bytes) -> None:
+            received = time.time_ns()
+            stamp = read_header(cdr).stamp_ns
+            samples.append((stamp, (received - stamp) * 1e-9))
+        return self.node.create_subscription(msg_type, topic, heard,
+                                             profile(QosSpec(reliability='best_effort', depth=100)), raw=True)
+
+
+def camera_topics(n: int) -> list[tuple[str, str, str]]:
+    return [(f'cam{i}', f'/cam{i}/image_rect', f'/cam{i}/detections') for i in range(n)]
+
+
+def variant(config: Path, tag: str, ros_integration: dict[str, Any]) -> Path:
+    """The deployment YAML with ros_integration keys changed, beside it (relative paths resolve)."""
+    document = yaml.safe_load(config.read_text())
+    document['deployment_config'].setdefault('ros_integration', {}).update(ros_integration)
+    path = config.parent / f'.cameras-bench-{os.getpid()}-{tag}.yaml'
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def node_plans(config: Path, model: Path, args: argparse.Namespace, *, n: int, batched: bool,
+               folder: Path) -> list[Any]:
+    camera = f'{args.width}x{args.height} rgb8'
+    cameras = camera_topics(n)
+    if batched:
+        settings = [('batched', {'node_name': 'cameras_node', 'cameras': [
+            {'name': name, 'input_topic': i, 'output_topic': o} for name, i, o in cameras]})]
+    else:
+        settings = [(name, {'node_name': f'{name}_node', 'input_topic': i, 'output_topic': o})
+                    for name, i, o in cameras]
+    plans = []
+    for tag, keys in settings:
+        path = variant(config, tag, keys)
+        try:
+            (folder / tag).mkdir(parents=True, exist_ok=True)
+            plans.append(node_plan(path, model, args.backend, args.rate, folder / tag, camera=camera))
+        finally:
+            path.unlink(missing_ok=True)
+    return plans
+
+
+def cpu_seconds(processes: list[subprocess.Popen]) -> float:
+    total = 0.0
+    for process in processes:
+        times = psutil.Process(process.pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n: int, batched: bool,
+                      folder: Path, npz: Path, env: dict[str, str]) -> dict[str, Any]:
+    from vision_msgs.msg import Detection2DArray
+
+    from perception.node_process import log_tail, running_node
+    receiver = CameraReceiver(args.domain_id)
+    cameras = camera_topics(n)
+    subscriptions = [receiver.listen_topic(Detection2DArray, output) for _, _, output in cameras]
+    plans = node_plans(config, model, args, n=n, batched=batched, folder=folder)
+    repeat = max(1, round(args.seconds * args.rate / 30))
+    try:
+        with contextlib.ExitStack() as stack:
+            nodes = [stack.enter_context(running_node(plan, folder / f'{plan.node_name}.console', env))
+                     for plan in plans]
+            for subscription in subscriptions:
+                try:
+                    receiver.wait_for_publisher(subscription, nodes[0], timeout_s=180.0)
+                except RuntimeError:
+                    for plan in plans:
+                        print(log_tail(folder / f'{plan.node_name}.console', lines=40), file=sys.stderr)
+                    raise
+            sources = [subprocess.Popen([sys.executable, '-m', 'perception_bench.frame_source', str(npz),
+                                         '--topic', topic, '--rate', str(args.rate), '--repeat', str(repeat),
+                                         '--frame-id', name, '--log', str(folder / f'{name}.sent.json')],
+                                        env=env) for name, topic, _ in cameras]
+            start_wall, start_cpu = time.monotonic(), cpu_seconds(nodes)
+            while any(source.poll() is None for source in sources):
+                receiver.executor.spin_once(timeout_sec=0.05)
+            cores = (cpu_seconds(nodes) - start_cpu) / (time.monotonic() - start_wall)
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                receiver.executor.spin_once(timeout_sec=0.05)
+    finally:
+        receiver.close()
+    per_camera = {}
+    for name, _, output in cameras:
+        sent = {s['stamp_ns'] for s in json.loads((folder / f'{name}.sent.json').read_text())}
+        answered = [lat for stamp, lat in receiver.by_topic[output] if stamp in sent]
+        e2e = summary_ms(answered)
+        per_camera[name] = {'sent': len(sent), 'answered': len(answered),
+                            'answered_fraction': round(len(answered) / max(1, len(sent)), 4),
+                            'p50_ms': e2e.get('p50_ms'), 'p99_ms': e2e.get('p99_ms')}
+    return {'cameras': n, 'configuration': 'one batching node' if batched else f'{n} separate nodes',
+            'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='perception-cameras-bench', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--config', default='config/jetson_deployment.yaml', help='deployment YAML')
+    parser.add_argument('--model', default='models/detector/model.onnx', help='model file in a bundle')
+    parser.add_argument('--backend', default='auto')
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--rate', type=float, default=30.0, help='each camera\'s rate, Hz')
+    parser.add_argument('--seconds', type=float, default=10.0, help='streaming time per configuration')
+    parser.add_argument('--cameras', default='1,2,4', help='camera counts, comma separated')
+    parser.add_argument('--domain-id', type=int, default=1 + os.getpid() % 100)
+    parser.add_argument('-o', '--output', default='out/bench/cameras_bench.json')
+    args = parser.parse_args(argv)
+    config, model = Path(args.config).resolve(), Path(args.model).resolve()
+    from perception.middleware import middleware_environment
+
+    from .node_run import middleware_config_dir
+    os.environ.update(middleware_environment(middleware_config_dir(config), localhost_only=True))
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(args.domain_id), 'PYTHONUNBUFFERED': '1'}
+    frames, source = bench_frames(30, args.width, args.height)
+    results = []
+    with tempfile.TemporaryDirectory(prefix='cameras-bench-') as tmp:
+        npz = save_frames(Path(tmp) / 'frames.npz', frames)
+        for n in (int(c) for c in args.cameras.split(',')):
+            for batched in ((False,) if n == 1 else (True, False)):
+                folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}'
+                results.append(run_configuration(config, model, args, n=n, batched=batched, folder=folder,
+                                                 npz=npz, env=env))
+                row = results[-1]
+                worst = min(c['answered_fraction'] for c in row['per_camera'].values())
+                p50 = max(c['p50_ms'] or float('nan') for c in row['per_camera'].values())
+                p99 = max(c['p99_ms'] or float('nan') for c in row['per_camera'].values())
+                print(f'{n} x {args.rate:g} Hz {row["configuration"]:<20} answered >= {worst:.3f}  '
+                      f'e2e p50 <= {p50:.2f} ms  p99 <= {p99:.2f} ms  node CPU {row["cores_used"]:.2f} cores',
+                      flush=True)
+    write_json(args.output, {'frame': f'{args.width}x{args.height} rgb8', 'frames': source,
+                             'rate_hz': args.rate, 'seconds': args.seconds, 'model': str(model),
+                             'machine_cores': len(os.sched_getaffinity(0)), 'results': results})
+    print(f'wrote {args.output}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -126,3 +126,16 @@ def test_cameras_argument_replaces_the_yaml_list_and_is_checked(tmp_path: Path) 
                                           r".input_topic: '/l' is already ros_integration.cameras\[0\]"):
         plan(tmp_path, deployment(tmp_path), cameras='a:/l:/a,b:/l:/b')
     assert plan(tmp_path, deployment(tmp_path), cameras='').config['ros_integration.cameras'] == ''
+
+
+def test_model_argument_brings_its_bundles_input_shape(tmp_path: Path) -> None:
+    # the YAML's model.input_shape was written for its own model: model:= an imported 320x320
+    # YOLO26 must not start the node against the YAML's 256x320 (the node would refuse it)
+    from perception_core.bundle_import import import_model
+    foreign = WORKSPACE / 'src/perception_core/test/fixtures/foreign/yolo26_small_end2end.onnx'
+    bundle = Path(import_model(foreign, tmp_path / 'yolo26'))
+    config = deployment(tmp_path)
+    launched = plan(tmp_path, config, model=str(bundle / 'model.onnx'))
+    assert launched.config['model.input_shape'] == [1, 3, 320, 320]
+    assert any('model.input_shape [1, 3, 320, 320]' in note for note in launched.notes)
+    assert plan(tmp_path, config).config['model.input_shape'] == [1, 3, 256, 320]  # no model:=, the YAML's

@@ -24,7 +24,8 @@ HUMBLE_API = {
     'launch.substitutions': {'LaunchConfiguration'},
     'launch_ros.actions': {'Node'},
     'ament_index_python.packages': {'get_package_share_directory'},
-    'perception.launch_plan': {'EXECUTABLE', 'PACKAGE', 'describe', 'make_plan'},
+    'perception.launch_plan': {'EXECUTABLE', 'NODES_EXECUTABLE', 'PACKAGE', 'describe', 'make_plan',
+                               'nodes_arguments'},
 }
 HUMBLE_KEYWORDS = {
     'Node': {'package', 'executable', 'name', 'namespace', 'exec_name', 'parameters', 'remappings',
@@ -117,9 +118,11 @@ def test_node_action_has_no_process_prefix() -> None:
     assert 'taskset' not in LAUNCH_FILE.read_text()
 
 
-def node_call() -> ast.Call:
+def node_call(executable: str = 'EXECUTABLE') -> ast.Call:
+    """The Node action that starts ``executable`` (the node's, or NODES_EXECUTABLE for nodes:=)."""
     return next(c for c in ast.walk(tree()) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
-                and c.func.id == 'Node')
+                and c.func.id == 'Node'
+                and any(k.arg == 'executable' and ast.unparse(k.value) == executable for k in c.keywords))
 
 
 def test_launch_labels_the_node_by_its_name() -> None:
@@ -127,6 +130,9 @@ def test_launch_labels_the_node_by_its_name() -> None:
     given: the label in front of every line is the node's name, as planned (one per camera)."""
     keywords = {k.arg: ast.unparse(k.value) for k in node_call().keywords}
     assert keywords['exec_name'] == 'plan.node_name' == keywords['name']
+    # nodes:= (perception-nodes): one process for several nodes, labelled by the executable
+    keywords = {k.arg: ast.unparse(k.value) for k in node_call('NODES_EXECUTABLE').keywords}
+    assert keywords['exec_name'] == 'NODES_EXECUTABLE' and 'name' not in keywords
 
 
 def test_a_temporary_params_folder_goes_when_the_node_exits() -> None:

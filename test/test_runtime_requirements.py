@@ -36,6 +36,10 @@ ENTRY_MODULES = ('isaac_trt_perception.node', 'perception.params', 'perception.b
 # GPU libraries come with the image's CUDA/JetPack (apt, NVIDIA's wheels), never from pip: the
 # backends import them lazily and fall back without them.
 GPU_ONLY = ('torch', 'tensorrt', 'torch_tensorrt')
+# Workstation-side libraries a robot-side command imports only for one subcommand, which then says
+# how to get it: scipy for `perception-bag compare`'s box assignment (35 MB the robot image need not
+# carry to detect; `pip install scipy` where answer bags are compared).
+WORKSTATION_ONLY = ('scipy',)
 
 IMPORT_SCRIPT = '''
 import importlib, json, sys
@@ -227,7 +231,7 @@ def test_every_module_the_robot_side_imports_is_installed(import_failures) -> No
     runtime.txt, ros.txt or the standard library. Only the modules that drive TensorRT or torch
     themselves (loaded when that backend is chosen) may miss them."""
     unexplained = {name: error for name, (missing, error) in import_failures.items()
-                   if str(missing).partition('.')[0] not in GPU_ONLY}
+                   if str(missing).partition('.')[0] not in GPU_ONLY + WORKSTATION_ONLY}
     assert unexplained == {}
 
 

@@ -17,7 +17,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.context import Context
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -39,7 +39,7 @@ from .messages import label_info, vision_types
 from .node_log import NodeLog, severity
 from .processing import FrameProcessor
 from .reporting import Reports
-from .shutdown import StopRequest, init_ros
+from .shutdown import StopRequest, init_ros, spin_until_stopped
 from .startup import StartupError
 
 DEFAULT_NAME = 'isaac_trt_perception'
@@ -225,12 +225,7 @@ def _run(stop: StopRequest, args: list[str] | None) -> int:
     executor = fast_executor()
     executor.add_node(node)
     try:
-        # spin_once in a loop, not spin(): the EventsExecutor's spin() misses the SIGINT shutdown.
-        # A signal only sets stop (it raises nothing here), seen when spin_once returns.
-        while rclpy.ok() and not stop.requested:
-            executor.spin_once(timeout_sec=0.5)
-    except ExternalShutdownException:
-        pass
+        spin_until_stopped(executor, stop)
     finally:
         # launch's own SIGINT (then SIGTERM) follows the terminal's into this cleanup: ignored, so
         # the final files are written and the backend closed whatever arrives now

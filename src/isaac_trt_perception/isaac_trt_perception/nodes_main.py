@@ -30,7 +30,6 @@ from pathlib import Path
 import rclpy
 import yaml
 from rclpy.exceptions import InvalidNamespaceException, InvalidNodeNameException
-from rclpy.executors import ExternalShutdownException
 from rclpy.validate_namespace import validate_namespace
 from rclpy.validate_node_name import validate_node_name
 
@@ -38,7 +37,7 @@ from perception_core.atomic import write_text
 from perception_core.deployment import ConfigError, load_config
 
 from .node import DetectionNode, fast_executor
-from .shutdown import StopRequest, init_ros
+from .shutdown import StopRequest, init_ros, spin_until_stopped
 from .startup import StartupError
 
 PROGRAM = 'perception-nodes'
@@ -234,11 +233,7 @@ def _spin(stop: StopRequest, instances: dict[str, Instance], nodes: list[Detecti
     logger.info(f'spinning {len(nodes)} nodes in one executor: '
                 + ', '.join(n.get_fully_qualified_name() for n in nodes))
     try:
-        # node.main's loop: spin_once, since a signal only sets stop and is seen when it returns
-        while rclpy.ok() and not stop.requested:
-            executor.spin_once(timeout_sec=0.5)
-    except ExternalShutdownException:
-        pass
+        spin_until_stopped(executor, stop)
     finally:
         stop.ignore_further()  # launch's second SIGINT (then SIGTERM) must not cut the cleanup short
         _close(nodes, executor)

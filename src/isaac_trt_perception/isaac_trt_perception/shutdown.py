@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 import rclpy
+from rclpy.executors import Executor, ExternalShutdownException
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -83,3 +84,14 @@ def init_ros(args: list[str] | None) -> None:
             signal.signal(number, handler)
         return
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def spin_until_stopped(executor: Executor, stop: StopRequest) -> None:
+    """Spin until a stop is requested or the context ends. spin_once in a loop, not spin(): the
+    EventsExecutor's spin() misses the SIGINT shutdown; a signal only sets ``stop`` (it raises
+    nothing here), seen when spin_once returns."""
+    try:
+        while rclpy.ok() and not stop.requested:
+            executor.spin_once(timeout_sec=0.5)
+    except ExternalShutdownException:
+        pass

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from perception.bag.messages import DETECTIONS, IMAGE, Detection, detections_of
 from perception.bag.reader import Bag, BagError, stamp_ns
@@ -101,6 +100,10 @@ def _assign(a: list[Detection], b: list[Detection], match_iou: float) -> list[tu
         return []
     iou = pairwise_iou(_boxes(a), _boxes(b))
     # Pairs below the bar count nothing, so that two poor pairs never outweigh one good one.
+    try:  # scipy is a workstation tool, not on the robot image (requirements/runtime.txt)
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as exc:
+        raise SystemExit(f'perception-bag compare needs scipy ({exc}); pip install scipy') from exc
     rows, cols = linear_sum_assignment(np.where(iou >= match_iou, iou, 0.0), maximize=True)
     return [(int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True)
             if iou[r, c] >= match_iou]

@@ -39,18 +39,17 @@ BATCH = 16
 class Runner:
     """One bundle model in one runtime, through the node's own backends (perception_core.backends:
     the one place that talks to ONNX Runtime and TorchScript, extra inputs included): [B, ...]
-    float32 input -> its outputs as numpy arrays. ``batch`` is how many frames one call takes:
-    BATCH, or 1 for a model exported with a fixed batch of one (most foreign exports)."""
+    float32 input -> its outputs as numpy arrays. ``batch`` is how many frames one call takes: the
+    backend's ``batch_limit`` (up to BATCH; 1 for a model exported with a fixed batch, as most
+    foreign exports are, or with extra inputs)."""
 
     def __init__(self, bundle: Bundle, runtime: str) -> None:
-        options = BackendOptions()
+        options = BackendOptions(max_batch_size=BATCH)
         if runtime == 'onnxruntime':
             self.backend: Backend = OnnxRuntimeBackend(bundle.onnx_path, bundle, options)
-            image = next(i for i in self.backend.session.get_inputs() if i.name == bundle.input.name)
-            self.batch = 1 if image.shape and image.shape[0] == 1 else BATCH
         else:
             self.backend = TorchScriptBackend(bundle.torchscript_path, bundle, options)
-            self.batch = BATCH  # the trainer's TorchScript exports take any batch
+        self.batch = self.backend.batch_limit
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.backend.infer(batch)

@@ -18,13 +18,49 @@ from perception_core.metrics import Monitor
 from perception_core.safety import RateLimiter, Watchdog
 
 Message = TypeVar('Message')  # serialized bytes (raw subscription) or a deserialized Image
+Work = TypeVar('Work')  # what the worker takes at once: one frame, or one batch of frames
 
 
-class LatestFrame(Generic[Message]):
+class _DetectorThread(Generic[Work]):
+    """The worker thread both hand-offs share: it takes work under the lock (``_take``, which
+    waits on ``_wake``; empty = nothing) and runs it outside (``_run``), until ``stop``."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='detector', daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def _take(self) -> Work | None:
+        raise NotImplementedError
+
+    def _run(self, work: Work) -> None:
+        raise NotImplementedError
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            with self._wake:
+                work = self._take()
+            if work:
+                self._run(work)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker once it has finished the work in hand."""
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify()
+        if self._worker.is_alive():
+            self._worker.join(timeout=timeout_s)
+
+
+class LatestFrame(_DetectorThread[tuple[Message, float, float]], Generic[Message]):
     def __init__(self, monitor: Monitor, watchdog: Watchdog, rate: RateLimiter,
                  process: Callable[[Message, float, float], None]) -> None:
         """``process(msg, received, handed_off)`` runs on the worker thread for each frame taken,
         with the receipt time (time.monotonic) and the hand-off time (time.perf_counter)."""
+        super().__init__()
         self._monitor = monitor
         # bound once: the intake runs per frame with cold caches, each lookup counts
         self._tick = monitor.received.tick
@@ -32,12 +68,6 @@ class LatestFrame(Generic[Message]):
         self._admit = rate.admit
         self._process = process
         self._pending: tuple[Message, float, float] | None = None
-        self._wake = threading.Condition()
-        self._stopping = threading.Event()
-        self._worker = threading.Thread(target=self._work, name='detector', daemon=True)
-
-    def start(self) -> None:
-        self._worker.start()
 
     def take_in(self, msg: Message) -> None:
         """The subscription callback (executor thread)."""
@@ -53,22 +83,14 @@ class LatestFrame(Generic[Message]):
             self._pending = (msg, now, time.perf_counter())
             self._wake.notify()
 
-    def _work(self) -> None:
-        while not self._stopping.is_set():
-            with self._wake:
-                while self._pending is None and not self._stopping.is_set():
-                    self._wake.wait(0.5)
-                item, self._pending = self._pending, None
-            if item is not None:
-                self._process(*item)
+    def _take(self) -> tuple[Message, float, float] | None:
+        while self._pending is None and not self._stopping.is_set():
+            self._wake.wait(0.5)
+        item, self._pending = self._pending, None
+        return item
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker once it has finished the frame in hand."""
-        self._stopping.set()
-        with self._wake:
-            self._wake.notify()
-        if self._worker.is_alive():
-            self._worker.join(timeout=timeout_s)
+    def _run(self, work: tuple[Message, float, float]) -> None:
+        self._process(*work)
 
 
 class CameraSlot(Generic[Message]):
@@ -96,7 +118,7 @@ class CameraSlot(Generic[Message]):
         return now - window_s <= due <= deadline
 
 
-class LatestFrames(Generic[Message]):
+class LatestFrames(_DetectorThread[list[tuple[int, Message, float, float]]], Generic[Message]):
     """``LatestFrame`` for several cameras and one worker: a slot per camera, and a worker that
     takes the ready frames of all cameras as one batch.
 
@@ -110,18 +132,13 @@ class LatestFrames(Generic[Message]):
                  window_s: float, max_batch: int) -> None:
         """``process(items)`` runs on the worker thread with (camera index, msg, received,
         handed_off) for each frame of a batch, oldest first."""
+        super().__init__()
         self._monitor = monitor
         self._tick = monitor.received.tick
         self._slots = slots
         self._process = process
         self.window_s = window_s
         self.max_batch = max_batch
-        self._wake = threading.Condition()
-        self._stopping = threading.Event()
-        self._worker = threading.Thread(target=self._work, name='detector', daemon=True)
-
-    def start(self) -> None:
-        self._worker.start()
 
     def intake(self, index: int) -> Callable[[Message], None]:
         """Camera ``index``'s subscription callback (executor thread)."""
@@ -142,7 +159,7 @@ class LatestFrames(Generic[Message]):
                 self._wake.notify()
         return take_in
 
-    def _batch(self) -> list[tuple[int, Message, float, float]]:
+    def _take(self) -> list[tuple[int, Message, float, float]]:
         """Wait (holding the lock) for a frame, then for the others due within the window; take them."""
         slots = self._slots
         while not any(s.pending for s in slots) and not self._stopping.is_set():
@@ -164,17 +181,5 @@ class LatestFrames(Generic[Message]):
             slots[item[0]].pending = None
         return taken
 
-    def _work(self) -> None:
-        while not self._stopping.is_set():
-            with self._wake:
-                items = self._batch()
-            if items:
-                self._process(items)
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker once it has finished the batch in hand."""
-        self._stopping.set()
-        with self._wake:
-            self._wake.notify()
-        if self._worker.is_alive():
-            self._worker.join(timeout=timeout_s)
+    def _run(self, work: list[tuple[int, Message, float, float]]) -> None:
+        self._process(work)

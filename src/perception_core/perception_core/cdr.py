@@ -107,6 +107,13 @@ class _Reader:
         sec, nanosec, length = self.take(_STAMP_AND_LENGTH)
         return Header(sec, nanosec, self.text(length))
 
+    def payload(self, size: int, message: str) -> memoryview:
+        """The ``size`` data bytes (uint8[] whose length was just read) as a view, not a copy."""
+        if self.pos + size > self.end:
+            raise ImageError('data', f'serialized {message} announces {size} data bytes but holds '
+                             f'{self.end - self.pos}{self.padding()}')
+        return memoryview(self.data)[self.pos:self.pos + size]
+
 
 def read_header(data: bytes) -> Header:
     """The header of a serialized message that starts with one (Image, Detection2DArray)."""
@@ -124,13 +131,10 @@ def read_image(data: bytes) -> tuple[Header, dict[str, Any]]:
         encoding = reader.text(length)
         is_bigendian, = reader.take(_BIGENDIAN, 1)
         step, size = reader.take(_STEP_AND_LENGTH)
-        if reader.pos + size > reader.end:
-            raise ImageError('data', f'serialized Image announces {size} data bytes but holds '
-                             f'{reader.end - reader.pos}{reader.padding()}')
+        pixels = reader.payload(size, 'Image')
     except ImageError as exc:
         exc.header = header
         raise
-    pixels = memoryview(data)[reader.pos:reader.pos + size]
     return header, {'encoding': encoding, 'height': height, 'width': width, 'step': step,
                     'is_bigendian': is_bigendian, 'data': pixels}
 
@@ -215,10 +219,8 @@ def read_compressed_image(data: bytes) -> tuple[Header, dict[str, Any]]:
         length, = reader.take(_LENGTH)
         image_format = reader.text(length)
         size, = reader.take(_LENGTH)
-        if reader.pos + size > reader.end:
-            raise ImageError('data', f'serialized CompressedImage announces {size} data bytes but holds '
-                             f'{reader.end - reader.pos}{reader.padding()}')
+        pixels = reader.payload(size, 'CompressedImage')
     except ImageError as exc:
         exc.header = header
         raise
-    return header, {'format': image_format, 'data': memoryview(data)[reader.pos:reader.pos + size]}
+    return header, {'format': image_format, 'data': pixels}

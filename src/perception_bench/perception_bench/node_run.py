@@ -138,17 +138,15 @@ def run_source(npz: Path, topic: str, *, rate: float, repeat: int, env: dict[str
 def node_plan(config: Path, model: Path, backend: str, rate: float, folder: Path, *, camera: str
               ) -> LaunchPlan:
     """The node's start as ``ros2 launch`` plans it from the deployment YAML (params file, CPU
-    pinning, middleware), pointed at the bench's model and warmed up for the bench's camera
-    (``camera``: "WIDTHxHEIGHT ENCODING"), with its profile, monitoring and log in ``folder``."""
+    pinning, middleware), pointed at the bench's model (make_plan takes its input shape) and warmed
+    up for the bench's camera (``camera``: "WIDTHxHEIGHT ENCODING"), with its profile, monitoring
+    and log in ``folder``."""
     import yaml
 
     from perception.launch_plan import make_plan
     document = yaml.safe_load(config.read_text())
     section = document['deployment_config']
     section.setdefault('model', {})['backend'] = backend
-    # the bench's model, whatever the YAML was written for (an imported model's input size, say)
-    from perception_core.bundle import load_bundle
-    section['model']['input_shape'] = list(load_bundle(model).input.shape())
     section.setdefault('runtime', {}).update(inference_frequency=rate, warmup_images=camera,
                                              profile_output_path=str(folder / 'node_profile.json'),
                                              monitoring_output_path=str(folder / 'node_monitoring.json'))

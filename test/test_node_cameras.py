@@ -9,6 +9,7 @@ on /diagnostics while the others keep being answered.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -169,10 +170,15 @@ def test_a_silent_camera_is_named_and_never_stalls_the_others(tmp_path, ros_env,
         # back never sends: its watchdog (1 s) goes stale while left and right run for 3 s
         sent, output = run_node(params(tmp_path, CAMERAS, watchdog_timeout=1.0), ros_env, ears, frames,
                                 tmp=tmp_path)
-        for camera in CAMERAS[:2]:
-            answers = ears.by_stamp(camera['output_topic'])
-            missing = [s for s in sent[camera['name']] if s['stamp_ns'] not in answers]
-            assert not missing, f'{camera["name"]}: {len(missing)} frames unanswered'
+        # every frame answered, but for those the newest-wins slot replaced before the worker took
+        # them (the node counts them: a descheduled worker on a loaded 2-core machine, as in CI)
+        replaced = json.loads((tmp_path / 'monitoring.json').read_text())['dropped'].get('newer_frame', 0)
+        missing = {camera['name']: [s['index'] for s in sent[camera['name']]
+                                    if s['stamp_ns'] not in ears.by_stamp(camera['output_topic'])]
+                   for camera in CAMERAS[:2]}
+        print(f'unanswered {missing}; {replaced} replaced by a newer frame')
+        assert sum(map(len, missing.values())) <= replaced, (missing, replaced)
+        assert all(len(m) <= len(sent[n]) // 4 for n, m in missing.items()), missing  # still served
         # a report while left and right were sending: back alone is named, as stale
         name = '/isaac_trt_perception: camera {}'.format
         during = [r for r in ears.reports if name('back') in r and r[name('back')].level[0] >= 1

@@ -61,13 +61,14 @@ def params(tmp: Path, cameras: list[dict] | None, **safety: Any) -> Path:
 class Ears:
     """Detections on every output topic and /diagnostics, spun in a thread."""
 
-    def __init__(self, domain_id: int, topics: list[str]) -> None:
+    def __init__(self, domain_id: int, topics: list[str], best_effort: tuple[str, ...] = ()) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node('cameras_listener', context=self.context)
         self.answers: dict[str, list[Any]] = {t: [] for t in topics}
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        for topic in topics:
+        for topic in topics:  # a reliable subscription matches no best-effort publisher
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT if topic in best_effort
+                             else ReliabilityPolicy.RELIABLE)
             self.node.create_subscription(Detection2DArray, topic, self.answers[topic].append, qos)
         self.statuses: dict[str, Any] = {}  # the last heard of each name
         self.reports: list[dict[str, Any]] = []  # every /diagnostics message, by status name
@@ -91,12 +92,14 @@ class Ears:
         rclpy.try_shutdown(context=self.context)
 
 
-def publish_all(frames: dict[str, list], tmp: Path, env: dict, rate: float) -> dict[str, list]:
-    """One frame_source process per camera, all at once; each one's published stamps."""
+def publish_all(frames: dict[str, list], tmp: Path, env: dict, rate: float,
+                reliability: dict[str, str] | None = None) -> dict[str, list]:
+    """One frame_source process per camera, all at once (reliable unless ``reliability`` names the
+    camera); each one's published stamps."""
     sent: dict[str, list] = {}
     threads = [threading.Thread(target=lambda n=name: sent.__setitem__(n, publish(
         frames[n], tmp, env, n, rate=rate, topic=f'/{n}/image_rect', frame_id=f'{n}_optical',
-        reliability='reliable', depth='10'))) for name in frames]
+        reliability=(reliability or {}).get(n, 'reliable'), depth='10'))) for name in frames]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -111,7 +114,7 @@ def detections(message: Any) -> list[tuple]:
 
 
 def run_node(param_file: Path, env: dict, ears: Ears, frames: dict[str, list], *, tmp: Path,
-             rate: float = 8.0) -> tuple[dict[str, list], str]:
+             rate: float = 8.0, reliability: dict[str, str] | None = None) -> tuple[dict[str, list], str]:
     ears.statuses.clear()  # this node's statuses, not a previous one's
     node = start_node(param_file, env)
     try:
@@ -123,7 +126,7 @@ def run_node(param_file: Path, env: dict, ears: Ears, frames: dict[str, list], *
         wait_for(lambda: all(ears.node.count_publishers(t) for t in outputs), 30, 'detection publishers',
                  node)
         time.sleep(0.5)
-        sent = publish_all(frames, tmp, env, rate)
+        sent = publish_all(frames, tmp, env, rate, reliability)
         time.sleep(1.5)
     finally:
         output = stop_node(node)
@@ -192,6 +195,43 @@ def test_a_silent_camera_is_named_and_never_stalls_the_others(tmp_path, ros_env,
         assert 'camera back (/back/image_rect): no image for' in output
     finally:
         ears.close()
+
+
+def test_a_camera_with_its_own_qos_is_subscribed_and_answered_with_it(tmp_path, ros_env, ros_domain_id):
+    """The node's QoS is reliable; camera back's own is best_effort. A best-effort publisher does not
+    match a reliable subscription (DDS's rule), so back's frames are answered only through its own QoS,
+    and its detections publisher offers best_effort (seen here over discovery)."""
+    cameras = [CAMERAS[0], {**CAMERAS[2], 'reliability': 'best_effort', 'depth': 3}]
+    frames = {'left': scenes(6, 640, 480, 'rgb8', seed=8), 'back': scenes(6, 640, 480, 'rgb8', seed=9)}
+    ears = Ears(ros_domain_id, [c['output_topic'] for c in cameras], best_effort=('/back/detections',))
+    try:
+        # slow enough that no best-effort frame is lost to a busy 2-core machine
+        sent, output = run_node(params(tmp_path, cameras), ros_env, ears, frames, tmp=tmp_path, rate=4.0,
+                                reliability={'back': 'best_effort'})
+        assert 'back: /back/image_rect -> /back/detections (best_effort, depth 3)' in output, output[-3000:]
+        assert 'left: /left/image_rect -> /left/detections,' in output  # left: the node's QoS
+        for camera in cameras:
+            answers = ears.by_stamp(camera['output_topic'])
+            answered = [s for s in sent[camera['name']] if s['stamp_ns'] in answers]
+            assert len(answered) >= len(sent[camera['name']]) - 1, (camera['name'], len(answered))
+    finally:
+        ears.close()
+
+
+def test_the_outputs_offer_each_cameras_reliability(tmp_path, ros_env, ros_domain_id):
+    cameras = [CAMERAS[0], {**CAMERAS[2], 'reliability': 'best_effort'}]
+    ears = Ears(ros_domain_id, [c['output_topic'] for c in cameras])
+    node = start_node(params(tmp_path, cameras), ros_env)
+    try:
+        wait_for(lambda: 'ready' if all(ears.node.count_publishers(c['output_topic']) for c in cameras)
+                 else '', 90, 'detection publishers', node)
+        offered = {c['name']: ears.node.get_publishers_info_by_topic(c['output_topic'])[0].qos_profile.reliability
+                   for c in cameras}
+        assert offered == {'left': ReliabilityPolicy.RELIABLE, 'back': ReliabilityPolicy.BEST_EFFORT}, offered
+    finally:
+        output = stop_node(node)
+        ears.close()
+    assert node.returncode == 0, output[-3000:]
 
 
 @pytest.mark.parametrize(('cameras', 'message'), [

@@ -23,8 +23,11 @@ from rclpy.qos import QoSProfile
 from perception_core.detector import Detector
 from perception_core.metrics import Monitor
 from perception_core.params import Camera
+from perception_core.qos import PREFIX as QOS
+from perception_core.qos import QosSpec
 from perception_core.safety import Watchdog
 
+from . import qos
 from .cdr_check import MessagePath
 from .health import Health
 from .image_input import ImageInput, image_input
@@ -47,10 +50,19 @@ def batch_window_s(values: Mapping[str, Any]) -> float:
 def camera_values(values: Mapping[str, Any], camera: Camera) -> dict[str, Any]:
     """The deployment's values as a one-camera node on this camera would have them."""
     transport, frame_id = 'ros_integration.image_transport', 'ros_integration.frame_id_override'
+    reliability, depth = QOS + 'reliability', QOS + 'depth'
     return {**values, 'ros_integration.input_topic': camera.input_topic,
             'ros_integration.output_topic': camera.output_topic,
             transport: camera.image_transport or values[transport],
-            frame_id: camera.frame_id or values[frame_id]}
+            frame_id: camera.frame_id or values[frame_id],
+            reliability: camera.reliability or values[reliability],
+            depth: int(camera.depth) if camera.depth else values[depth]}
+
+
+def qos_note(camera: Camera) -> str:
+    """' (reliable, depth 5)' where the camera's QoS is its own, for the start-up line."""
+    own = [camera.reliability, f'depth {camera.depth}' if camera.depth else '']
+    return f' ({", ".join(o for o in own if o)})' if any(own) else ''
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class CameraLink:
     input_topic: str     # resolved (namespace, remapping)
     output_topic: str
     processor: FrameProcessor
+    profile: QoSProfile  # the camera's input and output QoS
 
 
 class Cameras:
@@ -77,12 +90,13 @@ class Cameras:
             own = camera_values(values, camera)
             source = image_input(own, path, log.warn)
             input_topic = node.resolve_topic_name(source.topic)
-            publisher = node.create_publisher(detection_type, camera.output_topic, profile)
+            own_profile = qos.profile(QosSpec.of(own))
+            publisher = node.create_publisher(detection_type, camera.output_topic, own_profile)
             processor = FrameProcessor(own, detector, health, monitor, path,
                                        source=source, input_topic=input_topic, detections_pub=publisher,
                                        debug_pub=debug_pub, clock=node.get_clock(), log=log)
             self.links.append(CameraLink(camera, input_topic, node.resolve_topic_name(camera.output_topic),
-                                         processor))
+                                         processor, own_profile))
             self.sources.append(source)
         states = health.add_cameras([(link.camera.name, link.input_topic) for link in self.links],
                                     time.monotonic())
@@ -95,13 +109,13 @@ class Cameras:
     def start(self) -> None:
         """Start the worker, then subscribe (after warm-up, as the one-camera node does)."""
         self.latest.start()
-        for index, source in enumerate(self.sources):
+        for index, (source, link) in enumerate(zip(self.sources, self.links, strict=True)):
             self.node.create_subscription(source.message_type, source.topic, self.latest.intake(index),
-                                          self.profile, raw=source.raw)
+                                          link.profile, raw=source.raw)
 
     def describe(self) -> str:
         limit = 1 if self.detector.backend.takes_images else self.detector.backend.batch_limit
-        routes = ', '.join(f'{link.camera.name}: {link.input_topic} -> {link.output_topic}'
+        routes = ', '.join(f'{link.camera.name}: {link.input_topic} -> {link.output_topic}' + qos_note(link.camera)
                            for link in self.links)
         return (f'{len(self.links)} cameras ({routes}); batches of up to {min(limit, self.max_batch)} '
                 f'frames per inference (performance.max_batch_size {self.max_batch}, backend batch limit '

@@ -159,9 +159,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     P('ros_integration.output_topic', '/object_detections', 'vision_msgs/Detection2DArray output topic.'),
     P('ros_integration.cameras', '', 'Several cameras in one node (one model, batched inference): in the '
       'deployment YAML a list of {name, input_topic, output_topic} mappings with optional frame_id '
-      '(overrides frame_id_override) and image_transport (raw or compressed; default the global key); '
-      'in the params file and launch argument the same as text, "name:input:output[:frame_id=F]'
-      '[:image_transport=T]" entries separated by commas. Names, input and output topics must be unique. '
+      '(overrides frame_id_override), image_transport (raw or compressed), reliability and depth (the '
+      'camera\'s input and output QoS; each defaults to the global key); in the params file and launch '
+      'argument the same as text, "name:input:output[:frame_id=F][:image_transport=T][:reliability=R]'
+      '[:depth=N]" entries separated by commas. Names, input and output topics must be unique. '
       '"" = one camera on input_topic/output_topic (those two keys are ignored when cameras are given).',
       extension=True),
     P('ros_integration.qos_profile.reliability', 'best_effort', 'Input and output reliability.',
@@ -241,19 +242,22 @@ CAMERAS = 'ros_integration.cameras'
 _CAMERA_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 # a ROS topic name as a user writes it (relative, absolute or ~private), without substitutions
 _TOPIC = re.compile(r'^(~/?|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
-_CAMERA_FIELDS = ('name', 'input_topic', 'output_topic', 'frame_id', 'image_transport')
+_CAMERA_FIELDS = ('name', 'input_topic', 'output_topic', 'frame_id', 'image_transport', 'reliability', 'depth')
 _CAMERA_OPTIONS = _CAMERA_FIELDS[3:]  # the optional ones, "key=value" in the text form
 
 
 @dataclass(frozen=True)
 class Camera:
-    """One camera of ``ros_integration.cameras``; empty frame_id / image_transport = the node's
-    global ros_integration.frame_id_override / image_transport."""
+    """One camera of ``ros_integration.cameras``; an empty frame_id / image_transport / reliability /
+    depth = the node's global ros_integration.frame_id_override / image_transport / qos_profile key
+    (one camera's bag replayed reliably beside live best-effort cameras, say)."""
     name: str
     input_topic: str
     output_topic: str
     frame_id: str = ''
     image_transport: str = ''
+    reliability: str = ''
+    depth: str = ''  # text like the other fields (the text form); checked to be a whole number >= 1
 
     def text(self) -> str:
         options = [f'{k}={getattr(self, k)}' for k in _CAMERA_OPTIONS if getattr(self, k)]
@@ -270,7 +274,7 @@ def _camera_entry(entry: object, where: str) -> dict[str, object]:
     parts = [p.strip() for p in entry.split(':')]
     if len(parts) < 3:
         raise ParameterError(f'{where}: {entry.strip()!r} is not "name:input_topic:output_topic'
-                             '[:frame_id=F][:image_transport=T]"')
+                             '[:frame_id=F][:image_transport=T][:reliability=R][:depth=N]"')
     fields: dict[str, object] = dict(zip(_CAMERA_FIELDS[:3], parts[:3], strict=True))
     for option in parts[3:]:
         key, equals, value = option.partition('=')
@@ -284,6 +288,8 @@ def _camera(fields: dict[str, object], where: str) -> Camera:
     unknown = sorted(str(k) for k in fields if k not in _CAMERA_FIELDS)
     if unknown:
         raise ParameterError(f'{where}.{unknown[0]}: unknown key (keys: {", ".join(_CAMERA_FIELDS)})')
+    if isinstance(fields.get('depth'), int) and not isinstance(fields.get('depth'), bool):
+        fields = {**fields, 'depth': str(fields['depth'])}  # the YAML's depth: 5
     for key in _CAMERA_FIELDS:
         value = fields.get(key, '')
         if not isinstance(value, str):
@@ -301,6 +307,11 @@ def _camera(fields: dict[str, object], where: str) -> Camera:
     if camera.image_transport and camera.image_transport not in IMAGE_TRANSPORTS:
         raise ParameterError(f'{where}.image_transport: must be one of {list(IMAGE_TRANSPORTS)}, got '
                              f'{camera.image_transport!r}')
+    if camera.reliability and camera.reliability not in qos.RELIABILITY:
+        raise ParameterError(f'{where}.reliability: must be one of {list(qos.RELIABILITY)}, got '
+                             f'{camera.reliability!r}')
+    if camera.depth and not (camera.depth.isdigit() and int(camera.depth) >= 1):
+        raise ParameterError(f'{where}.depth: must be a whole number of at least 1, got {camera.depth!r}')
     if any(c in camera.frame_id for c in ':,'):
         raise ParameterError(f'{where}.frame_id: {camera.frame_id!r} must not hold ":" or ","')
     return camera

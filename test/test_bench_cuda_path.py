@@ -299,3 +299,67 @@ def test_a_model_that_cannot_run_on_cuda_is_refused_at_load(tmp_path):
     selection = open_backend(tmp_path / 'model.ts', load_bundle(tmp_path), 'torch_cuda', BackendOptions())
     assert selection.backend.name == 'onnxruntime'
     assert 'does not run on' in selection.failures[0][1] and 'traced on the CPU' in selection.failures[0][1]
+
+
+def mixed_camera_frames(bundle):
+    """Four cameras' frames as a node's batch holds them: two sizes, two channel orders."""
+    return [*camera_frames(bundle, 2, 640, 480), camera_frames(bundle, 1, 1280, 720, 'bgr8')[0],
+            camera_frames(bundle, 1, 320, 240)[0]]
+
+
+@needs_shipped
+def test_the_batch_pipeline_on_the_cpu_packs_each_image_as_the_frame_pipeline_does():
+    """What torch_cuda captures for a camera batch, run on the CPU: image i's packed rows equal the
+    one-frame pipeline's for that image alone (each image preprocessed into its own row)."""
+    from perception_core.backends.torch_cuda import BatchPipeline
+
+    bundle = load_bundle(SHIPPED)
+    module = torch.jit.load(str(SHIPPED / 'model.ts'), map_location='cpu').eval()
+    frames = mixed_camera_frames(bundle)
+    transforms = [plan_transform(*f.pixels.shape[:2], bundle.input) for f in frames]
+    batch = BatchPipeline(module, bundle, transforms, [f.rgb_channels for f in frames], dtype=torch.float32,
+                          device='cpu')
+    outputs = batch([torch.from_numpy(f.pixels) for f in frames])
+    assert len(outputs) == len(frames) + 1 and outputs[-1].shape[0] == len(frames)
+    live = 0
+    for i, (frame, transform) in enumerate(zip(frames, transforms, strict=True)):
+        single = FramePipeline(module, bundle, transform, frame.rgb_channels, dtype=torch.float32,
+                               device='cpu')
+        expected = single(torch.from_numpy(frame.pixels))[0].numpy()
+        np.testing.assert_allclose(outputs[i].numpy(), expected, atol=1e-4)
+        live += single.rows.count(expected)
+    assert live > 0, 'no candidate rows at all: the comparison would prove nothing'
+
+
+@needs_cuda
+@needs_shipped
+def test_torch_cuda_camera_batches_find_what_one_frame_at_a_time_finds(gpu_bundle):
+    """The node's batch (Detector.detect_batch) on torch_cuda: one graph per combination of the
+    cameras' image shapes, each frame's detections as a one-frame call and ONNX Runtime find them."""
+    from perception_core.backends.torch_cuda import BATCH_PROGRAMS, TorchCudaBackend
+
+    bundle = gpu_bundle
+    frames = mixed_camera_frames(bundle)
+    reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions())
+    backend = TorchCudaBackend(bundle.torchscript_path, bundle,
+                               BackendOptions(precision='fp16', max_batch_size=4))
+    gpu = Detector(bundle, backend, reference.thresholds)
+    try:
+        assert backend.batch_limit == 4
+        batched, timings = gpu.detect_batch(frames)
+        again, _ = gpu.detect_batch(frames)
+        assert len(backend._batches) == 1 and timings['infer'] > 0  # captured once, replayed
+        singles = [gpu.detect(f)[0] for f in frames]
+        onnx = [reference.detect(f)[0] for f in frames]
+        for i in range(len(frames)):
+            np.testing.assert_array_equal(batched[i].boxes, again[i].boxes)
+            assert agreement([singles[i]], [batched[i]])['passed'], i
+            assert agreement([onnx[i]], [batched[i]])['passed'], i
+        assert sum(len(d) for d in batched) > 0
+        # five frames with a limit of four: a batch of four and one frame; new combinations bounded
+        gpu.detect_batch([*frames, frames[0]])
+        for width in range(BATCH_PROGRAMS + 2):
+            backend.infer_images([(np.zeros((64, 64 + width, 3), np.uint8), (0, 1, 2))] * 2)
+        assert len(backend._batches) == BATCH_PROGRAMS
+    finally:
+        backend.close()

@@ -225,8 +225,8 @@ def test_the_outputs_offer_each_cameras_reliability(tmp_path, ros_env, ros_domai
     try:
         wait_for(lambda: 'ready' if all(ears.node.count_publishers(c['output_topic']) for c in cameras)
                  else '', 90, 'detection publishers', node)
-        offered = {c['name']: ears.node.get_publishers_info_by_topic(c['output_topic'])[0].qos_profile.reliability
-                   for c in cameras}
+        offered = {c['name']: ears.node.get_publishers_info_by_topic(c['output_topic'])[0]
+                   .qos_profile.reliability for c in cameras}
         assert offered == {'left': ReliabilityPolicy.RELIABLE, 'back': ReliabilityPolicy.BEST_EFFORT}, offered
     finally:
         output = stop_node(node)

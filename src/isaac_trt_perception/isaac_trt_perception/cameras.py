@@ -114,9 +114,9 @@ class Cameras:
                                           link.profile, raw=source.raw)
 
     def describe(self) -> str:
-        limit = 1 if self.detector.backend.takes_images else self.detector.backend.batch_limit
-        routes = ', '.join(f'{link.camera.name}: {link.input_topic} -> {link.output_topic}' + qos_note(link.camera)
-                           for link in self.links)
+        limit = self.detector.backend.batch_limit
+        routes = ', '.join(f'{link.camera.name}: {link.input_topic} -> {link.output_topic}'
+                           f'{qos_note(link.camera)}' for link in self.links)
         return (f'{len(self.links)} cameras ({routes}); batches of up to {min(limit, self.max_batch)} '
                 f'frames per inference (performance.max_batch_size {self.max_batch}, backend batch limit '
                 f'{limit}), batch window {self.window_s * 1e3:g} ms')

@@ -42,7 +42,7 @@ def _gpu(bundle: Bundle, frames: Sequence[Frame], effort: Effort) -> dict[str, A
         bundle.input, transform, frames[0].rgb_channels, torch.float16, torch.device('cuda')
     )
     image = torch.empty((height, width, channels), dtype=torch.uint8, device='cuda')
-    program = Program(torch, image, lambda: [preprocess(image)], graph=True, copied=0)
+    program = Program(torch, [image], lambda: [preprocess(image)], graph=True, copied=0)
 
     def call(i: int) -> object:
         return program.run(frames[i % len(frames)].pixels)  # returns once the GPU is done

@@ -6,6 +6,7 @@ that needs it, so the node runs with ONNX Runtime alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,12 @@ class Backend:
 
     def infer_image(self, pixels: np.ndarray, rgb_channels: tuple[int, int, int]
                     ) -> tuple[list[np.ndarray], Transform]:
+        raise NotImplementedError(f'{self.name} takes preprocessed tensors; call infer')
+
+    def infer_images(self, images: Sequence[tuple[np.ndarray, tuple[int, int, int]]]
+                     ) -> list[tuple[list[np.ndarray], Transform]]:
+        """Several (pixels, rgb_channels), at most ``batch_limit``, as one batch: each image's
+        outputs and transform, as ``infer_image`` gives them (``takes_images`` backends only)."""
         raise NotImplementedError(f'{self.name} takes preprocessed tensors; call infer')
 
     def gpu_memory_bytes(self) -> int | None:

@@ -4,15 +4,17 @@ Per camera frame: one copy of the raw image from pinned host memory to the GPU, 
 there (``torch_preprocess.py``), the network, and the first step of decoding (``torch_decode.py``:
 only the rows that can hold a detection), all captured once per image size as a CUDA graph and
 replayed per frame (one launch instead of hundreds); then one small copy of those rows back to
-pinned host memory, where ``decode.py`` finishes. ``infer`` runs preprocessed batches the same
-way (benchmarks). Needs torch built with CUDA; everywhere else it refuses to load and the
-fallback chain moves on.
+pinned host memory, where ``decode.py`` finishes. ``infer_images`` runs several cameras' images
+as one batch the same way: each image preprocessed into its row, one network call, each row's
+candidates packed, one graph per combination of image shapes (a node's cameras: one or a few).
+``infer`` runs preprocessed batches the same way (benchmarks). Needs torch built with CUDA;
+everywhere else it refuses to load and the fallback chain moves on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..preprocess import Transform, plan_transform
-from . import Backend, BackendError, BackendOptions, torch_outputs
+from . import Backend, BackendError, BackendOptions, dynamic_batch_limit, torch_outputs
 from .torch_decode import BOX_COLUMNS, DEVICE_FORMATS, DenseRows
 from .torch_preprocess import TorchPreprocess
 
@@ -31,6 +33,9 @@ WARMUP_RUNS = 3  # CUDA graphs must be captured after the allocator and cuDNN ha
 # warm-up sizes (runtime.warmup_images) and the camera's stay captured, while a stream of ever new
 # sizes cannot pile up GPU memory.
 IMAGE_PROGRAMS = 4
+# Batch programs (one per combination of the batch's image shapes): a node's cameras make one per
+# batch size that occurs, a few at most; more are dropped least recently used first, as above.
+BATCH_PROGRAMS = 8
 
 
 def network(module: Any, images: Any, dtype: Any) -> list:
@@ -58,17 +63,41 @@ class FramePipeline:
         return [self.rows(outputs[0]), outputs[0]] if self.rows is not None else outputs
 
 
+class BatchPipeline:
+    """Several camera images (HxWxC uint8 tensors, any sizes) -> each preprocessed into its row of
+    one batch, one network call, and for ``dense_boxes_scores`` each row's candidates packed:
+    [packed rows of image 0, ..., of image N-1, whole output]. Device-agnostic like FramePipeline."""
+
+    def __init__(self, module: Any, bundle: Bundle, transforms: list[Transform],
+                 rgb_channels: list[tuple[int, int, int]], *, dtype: Any, device: Any) -> None:
+        self.module = module
+        self.dtype = dtype
+        self.preprocess = [TorchPreprocess(bundle.input, t, c, dtype, device)
+                           for t, c in zip(transforms, rgb_channels, strict=True)]
+        dense = bundle.output.format == 'dense_boxes_scores'
+        self.rows = [DenseRows(BOX_COLUMNS + len(bundle.classes), device) for _ in transforms] if dense \
+            else None
+
+    def __call__(self, images: list) -> list:
+        import torch
+        batch = torch.cat([p(image) for p, image in zip(self.preprocess, images, strict=True)])
+        outputs = network(self.module, batch, self.dtype)
+        if self.rows is None:
+            return outputs
+        return [rows(outputs[0][i:i + 1]) for i, rows in enumerate(self.rows)] + [outputs[0]]
+
+
 class Program:
-    """Fixed-shape work on the GPU for one input shape: a pinned host buffer, its device twin, the
-    work (a CUDA graph where capture succeeds, else launched op by op) and pinned buffers for the
+    """Fixed-shape work on the GPU for fixed input shapes: pinned host buffers, their device twins,
+    the work (a CUDA graph where capture succeeds, else launched op by op) and pinned buffers for the
     first ``copied`` results."""
 
-    def __init__(self, torch: Any, device_input: Any, work: Callable[[], list], *, graph: bool,
+    def __init__(self, torch: Any, device_inputs: list, work: Callable[[], list], *, graph: bool,
                  copied: int | None = None) -> None:
         self._torch = torch
-        self.device_input = device_input
-        self.host_input = torch.empty(device_input.shape, dtype=device_input.dtype, pin_memory=True)
-        self._host_view = self.host_input.numpy()
+        self.device_inputs = device_inputs
+        self.host_inputs = [torch.empty(d.shape, dtype=d.dtype, pin_memory=True) for d in device_inputs]
+        self._host_views = [h.numpy() for h in self.host_inputs]
         self._work = work
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -89,10 +118,13 @@ class Program:
         self.host_outputs = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True)
                              for o in self.outputs[:count]]
 
-    def run(self, array: np.ndarray) -> list[np.ndarray]:
-        """Upload ``array``, run, and return the copied results (this object's buffers)."""
-        np.copyto(self._host_view, array)  # strided message view -> pinned, contiguous
-        self.device_input.copy_(self.host_input, non_blocking=True)
+    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Upload ``arrays`` (one per input), run, and return the copied results (this object's
+        buffers)."""
+        for view, host, device, array in zip(self._host_views, self.host_inputs, self.device_inputs, arrays,
+                                             strict=True):
+            np.copyto(view, array)  # strided message view -> pinned, contiguous
+            device.copy_(host, non_blocking=True)
         if self.graph is not None:
             self.graph.replay()
         else:
@@ -109,6 +141,14 @@ class ImageProgram:
     program: Program
     transform: Transform
     rows: DenseRows | None  # dense_boxes_scores: the packer whose rows come back
+
+
+@dataclass(frozen=True)
+class BatchProgram:
+    """Everything captured for one combination of a batch's image shapes and channel orders."""
+    program: Program
+    transforms: list[Transform]
+    rows: list[DenseRows] | None  # dense_boxes_scores: each image's packer
 
 
 class TorchCudaBackend(Backend):
@@ -156,10 +196,24 @@ class TorchCudaBackend(Backend):
         self.bundle = bundle
         self.graphs = graphs
         self._images: dict[tuple, ImageProgram] = {}  # by (shape, rgb_channels), least recent first
+        self._batches: dict[tuple, BatchProgram] = {}  # by the images' (shape, rgb_channels), likewise
+        self.batch_limit = self._probe_batch(dynamic_batch_limit(options))
         self._tensor: Program | None = None
         mode = ('CUDA graph' if graphs else 'eager') + frozen
         super().__init__(f'PyTorch {torch.__version__} CUDA {torch.cuda.get_device_name()} '
                          f'{str(self.dtype).removeprefix("torch.")} {mode} ({path.name})')
+
+    def _probe_batch(self, limit: int) -> int:
+        """``limit`` when the module answers two frames with two (TorchScript keeps no input
+        shapes: one call at load decides, as the torchscript backend does), else 1."""
+        if limit < 2:
+            return 1
+        try:
+            outputs = network(self.module, self._torch.zeros(self.bundle.input.shape(2), device=self.device),
+                              self.dtype)
+        except RuntimeError:  # traced for batch 1: its reshapes fail on two
+            return 1
+        return limit if outputs and all(o.shape[:1] == (2,) for o in outputs) else 1
 
     def _frozen(self, module: Any, path: Path) -> tuple[Any, str]:
         """Weights as constants: batch norms fold into the convolutions, ~30 fewer kernels per frame."""
@@ -187,9 +241,19 @@ class TorchCudaBackend(Backend):
         pipeline = FramePipeline(self.module, self.bundle, transform, rgb_channels, dtype=self.dtype,
                                  device=self.device)
         image = torch.empty(shape, dtype=torch.uint8, device=self.device)
-        program = Program(torch, image, lambda: pipeline(image), graph=self.graphs,
+        program = Program(torch, [image], lambda: pipeline(image), graph=self.graphs,
                           copied=None if pipeline.rows is None else 1)
         return ImageProgram(program, transform, pipeline.rows)
+
+    def _capture_batch(self, key: tuple) -> BatchProgram:
+        torch = self._torch
+        transforms = [plan_transform(shape[0], shape[1], self.bundle.input) for shape, _ in key]
+        pipeline = BatchPipeline(self.module, self.bundle, transforms, [c for _, c in key], dtype=self.dtype,
+                                 device=self.device)
+        images = [torch.empty(shape, dtype=torch.uint8, device=self.device) for shape, _ in key]
+        program = Program(torch, images, lambda: pipeline(images), graph=self.graphs,
+                          copied=None if pipeline.rows is None else len(key))
+        return BatchProgram(program, transforms, pipeline.rows)
 
     def _image_program(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> ImageProgram:
         """The captured program for this image shape; the first frame of a new one captures it
@@ -202,6 +266,30 @@ class TorchCudaBackend(Backend):
             found = self._capture_image(shape, rgb_channels)
         self._images[key] = found  # the most recently used last
         return found
+
+    def infer_images(self, images: Sequence[tuple[np.ndarray, tuple[int, int, int]]]
+                     ) -> list[tuple[list[np.ndarray], Transform]]:
+        """Several (pixels, rgb_channels) as one batch of at most ``batch_limit``: each image's
+        outputs (batch axis 1, as ``infer_image`` gives them) and transform, in order."""
+        if len(images) == 1:
+            return [self.infer_image(*images[0])]
+        key = tuple((pixels.shape, channels) for pixels, channels in images)
+        found = self._batches.pop(key, None)
+        if found is None:
+            while len(self._batches) >= BATCH_PROGRAMS:
+                del self._batches[next(iter(self._batches))]
+            found = self._capture_batch(key)
+        self._batches[key] = found
+        outputs = found.program.run(*(pixels for pixels, _ in images))
+        if found.rows is None:
+            return [([o[i:i + 1] for o in outputs], t) for i, t in enumerate(found.transforms)]
+        answers = []
+        for i, (rows, transform) in enumerate(zip(found.rows, found.transforms, strict=True)):
+            if rows.overflowed(outputs[i]):  # more candidates than fit: that image's whole output
+                answers.append(([found.program.outputs[-1][i:i + 1].cpu().numpy()], transform))
+            else:
+                answers.append(([rows.as_output(outputs[i])], transform))
+        return answers
 
     @property
     def image_shapes(self) -> list[tuple]:
@@ -221,11 +309,11 @@ class TorchCudaBackend(Backend):
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """A preprocessed float32 batch (any batch size the model takes) -> its outputs."""
         program = self._tensor
-        if program is None or tuple(program.device_input.shape) != tensor.shape:
+        if program is None or tuple(program.device_inputs[0].shape) != tensor.shape:
             self._tensor = None
             torch = self._torch
             batch = torch.empty(tensor.shape, dtype=torch.float32, device=self.device)
-            program = self._tensor = Program(torch, batch, lambda: network(self.module, batch, self.dtype),
+            program = self._tensor = Program(torch, [batch], lambda: network(self.module, batch, self.dtype),
                                              graph=self.graphs)
         return program.run(tensor)
 
@@ -234,5 +322,6 @@ class TorchCudaBackend(Backend):
 
     def close(self) -> None:
         self._images.clear()
+        self._batches.clear()
         self._tensor = None
         self._torch.cuda.empty_cache()

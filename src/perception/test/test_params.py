@@ -123,7 +123,8 @@ def test_a_camera_list_reaches_the_node_as_its_text_form(tmp_path: Path) -> None
         Camera('left', '/left/image_rect', '/left/detections'),
         Camera('right', '/right/image_rect', '/right/detections', 'right_optical', 'compressed'),
         Camera('bag', '/bag/image_rect', '/bag/detections', reliability='reliable', depth='5')]
-    assert seen['ros_integration.cameras'].endswith('bag:/bag/image_rect:/bag/detections:reliability=reliable:depth=5')
+    assert seen['ros_integration.cameras'].endswith(
+        'bag:/bag/image_rect:/bag/detections:reliability=reliable:depth=5')
     # no list: the one-camera keys, as before
     assert load_config(cameras_config(tmp_path, '')).values['ros_integration.cameras'] == ''
 
@@ -143,9 +144,11 @@ def test_a_camera_list_reaches_the_node_as_its_text_form(tmp_path: Path) -> None
     ([{**CAMERA_LIST[0], 'image_transport': 'theora'}],
      'ros_integration.cameras[0].image_transport: must be'),
     ([{**CAMERA_LIST[0], 'qos': 'x'}], 'ros_integration.cameras[0].qos: unknown key'),
-    ([{**CAMERA_LIST[0], 'reliability': 'sometimes'}], 'ros_integration.cameras[0].reliability: must be one of'),
-    ([{**CAMERA_LIST[0], 'depth': 0}], "ros_integration.cameras[0].depth: must be a whole number of at least 1, got '0'"),
-    (['left:/left:/left/det:depth=many'], "ros_integration.cameras[0].depth: must be a whole number"),
+    ([{**CAMERA_LIST[0], 'reliability': 'sometimes'}],
+     'ros_integration.cameras[0].reliability: must be one of'),
+    ([{**CAMERA_LIST[0], 'depth': 0}],
+     "ros_integration.cameras[0].depth: must be a whole number of at least 1, got '0'"),
+    (['left:/left:/left/det:depth=many'], 'ros_integration.cameras[0].depth: must be a whole number'),
     ([{**CAMERA_LIST[0], 'input_topic': 5}], 'ros_integration.cameras[0].input_topic: expected str'),
     ([], 'ros_integration.cameras: must not be empty'),
     (['left:/left/image_rect'], 'ros_integration.cameras[0]: '),

@@ -141,7 +141,10 @@ class TensorRTBackend(Backend):
                                f'{bundle.input.name!r}' + (f' and input.extra_inputs {list(extras)}'
                                                            if extras else ''))
         self._input = bundle.input.name
-        self.context.set_input_shape(self._input, bundle.input.shape(1))
+        self.batch_limit = self._profile_batch(options) if not extras else 1
+        # Buffers sized for the largest batch; a smaller one uses their first rows (TensorRT writes
+        # each output contiguously for the shapes set), so nothing is allocated per frame.
+        self.context.set_input_shape(self._input, bundle.input.shape(self.batch_limit))
         for name, array in extras.items():
             self.context.set_input_shape(name, array.shape)
         for name in names:
@@ -162,15 +165,41 @@ class TensorRTBackend(Backend):
         if missing:
             raise BackendError(f'{path}: engine lacks model.json output.names {missing}')
         self._outputs = list(bundle.output.names)
-        super().__init__(f'TensorRT {trt.__version__} {options.precision} on {facts.gpu_name} ({path.name})')
+        self._shapes = bundle.input.shape
+        self._batch = self.batch_limit  # the batch the context's input shape is set for now
+        batching = f'batch up to {self.batch_limit}' if self.batch_limit > 1 else 'batch 1'
+        super().__init__(f'TensorRT {trt.__version__} {options.precision} on {facts.gpu_name} ({path.name}, '
+                         f'{batching})')
+
+    def _profile_batch(self, options: BackendOptions) -> int:
+        """The most frames one call takes: the optimisation profile's largest batch where the input's
+        batch axis is dynamic, at most performance.max_batch_size; else 1."""
+        dims = _dims(self.engine.get_tensor_shape(self._input))
+        if not dims or dims[0] != -1 or self.engine.num_optimization_profiles < 1:
+            return 1
+        _, _, high = self.engine.get_tensor_profile_shape(self._input, 0)
+        return max(1, min(_dims(high)[0], options.max_batch_size or 1))
+
+    def _view(self, name: str) -> Any:
+        """The binding's buffer as the context's current shape for it (its first rows)."""
+        dims = self.context.get_tensor_shape(name)
+        shape = tuple(int(dims[i]) for i in range(len(dims)))
+        return self._buffers[name].view(-1)[:int(np.prod(shape))].view(shape)
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """A [N, ...] batch, N <= batch_limit (each output's first axis is N)."""
         torch = self._torch
+        batch = int(tensor.shape[0])
+        if batch != self._batch:
+            if not self.context.set_input_shape(self._input, self._shapes(batch)):
+                raise BackendError(f'TensorRT refused input shape {self._shapes(batch)} (batch_limit '
+                                   f'{self.batch_limit})')
+            self._batch = batch
         with torch.cuda.stream(self.stream):
-            self._buffers[self._input].copy_(torch.from_numpy(tensor), non_blocking=True)
+            self._view(self._input).copy_(torch.from_numpy(tensor), non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise BackendError('TensorRT execute_async_v3 failed')
-            outputs = [self._buffers[n].float().cpu() for n in self._outputs]
+            outputs = [self._view(n).float().cpu() for n in self._outputs]
         self.stream.synchronize()
         return [o.numpy() for o in outputs]
 

@@ -22,6 +22,7 @@ setup(
             'perception-node-bench = perception_bench.node_run:main',
             'perception-cameras-bench = perception_bench.cameras:main',
             'perception-train-bench = perception_bench.train_step:main',
+            'perception-family-bench = perception_bench.family:main',
         ],
     },
 )

@@ -91,10 +91,13 @@ def eager_module(bundle: Bundle) -> Any:
     weights from model.ts (torch.compile and FLOP counting cannot look inside TorchScript)."""
     import torch
 
-    from perception_trainer.architectures import ARCHITECTURES, Deployed
+    from perception_trainer.architectures import ARCHITECTURES, Deployed, model_options
 
     arch = ARCHITECTURES[bundle.arch]
-    eager = Deployed(arch.build(len(bundle.classes)), arch)
+    # the family member model.json's recipe names (backbone, size), as the checkpoint does
+    training = bundle.raw.get('training')
+    options = model_options(training if isinstance(training, dict) else {})
+    eager = Deployed(arch.model(len(bundle.classes), **options), arch)
     eager.load_state_dict(torch.jit.load(str(bundle.torchscript_path), map_location='cpu').state_dict())
     return eager.eval()
 

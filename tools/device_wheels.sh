@@ -3,15 +3,28 @@
 # Kilted closure of requirements/ros.txt and requirements/device.txt with their dependencies,
 # minus what the device already has (torch, numpy, scipy, opencv). Pure-Python sdists are built here.
 # The tree that travels is capped at 64 MiB: only albumentations' own wheels come for training.
+#   tools/device_wheels.sh peers: .whl_peers instead, what tools/peer_table_device.sh needs and the
+#   device lacks (Ultralytics without polars, the trainer's pydantic/pycocotools/albumentations), ~10 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEST=.whl
-mkdir -p "$DEST"
 PLATFORMS=()
 for p in manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_27_x86_64 manylinux_2_28_x86_64 \
          manylinux_2_31_x86_64 manylinux_2_34_x86_64 manylinux_2_35_x86_64 any; do
   PLATFORMS+=(--platform "$p")
 done
+if [[ "${1:-}" == peers ]]; then
+  DEST=.whl_peers
+  grep -qx '/.whl_peers/' .git/info/exclude 2>/dev/null || echo /.whl_peers/ >> .git/info/exclude
+  .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp "${PLATFORMS[@]}" -d "$DEST" \
+    ultralytics==8.4.190 ultralytics-thop==2.0.18 pycocotools==2.0.11 pydantic==2.14.3 pydantic-core==2.50.4 \
+    annotated-types==0.8.0 typing-inspection==0.4.5 albumentations==2.0.8 albucore==0.0.24 \
+    stringzilla==5.3.2 simsimd==6.5.16
+  du -sh "$DEST"
+  exit 0
+fi
+DEST=.whl
+mkdir -p "$DEST"
 resolve() {  # the full closure, as pip would install it into an empty Python 3.12
   .venv/bin/python -m pip install -q --dry-run --ignore-installed --python-version 3.12 \
     --only-binary=:all: "${PLATFORMS[@]}" --target /tmp/device-resolve --report - "$@" \

@@ -158,8 +158,9 @@ def scene_predictions(model, imgsz: int, **predict) -> list[dict]:
     return frames
 
 
-def train(model, data: Path, minutes: float, *, imgsz: int, batch: int, project: Path, run_name: str) -> None:
-    model.train(data=str(data), imgsz=imgsz, epochs=1000, time=minutes / 60, batch=batch, workers=14,
+def train(model, data: Path, minutes: float, *, imgsz: int, batch: int, project: Path, run_name: str,
+          workers: int = 14) -> None:
+    model.train(data=str(data), imgsz=imgsz, epochs=1000, time=minutes / 60, batch=batch, workers=workers,
                 cache='ram', device=0, pretrained=False, plots=False, val=False, project=str(project),
                 name=run_name, exist_ok=True, verbose=False, seed=0, deterministic=False)
 

@@ -1,0 +1,171 @@
+"""The peer table in ONE call of the GPU device (issue 17): Ultralytics YOLO11n and our detectors
+trained on the same data, at the same time, on the same GPU, for the same wall-clock budget; scored
+by the same evaluation (perception-eval on the held-out seed-3 set, through the node's
+preprocessing, ONNX Runtime and decoders: YOLO11n's ONNX enters through perception-bundle import);
+timed by the same harness (perception_bench.peers.graph_network_ms: batch 1, fp16, one CUDA graph,
+the network alone; and a 640x480 frame -> detections on ONNX Runtime CPU through the node's
+Detector). Writes peers.json, table.md and pareto.png into --out, and each model's logs.
+
+    bash tools/device_wheels.sh peers        # here: .whl_peers (Ultralytics + training wheels)
+    run  carry=[".whl_peers"]  command="bash tools/peer_table_device.sh"
+
+Ultralytics and torchvision import only on the device (see tools/foreign_models.py, whose data
+writer, training call and patches this reuses). Every stage is recorded in peers.json as it ends;
+a failed stage is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import foreign_models  # tools/: the data writer, Ultralytics' training call, its patches
+
+from perception_bench.backends import VARIANTS, Effort, measure
+from perception_bench.peers import graph_network_ms, render
+from perception_bench.stats import median_of
+from perception_core.bundle import load_bundle
+from perception_core.synth import DEFAULT_CLASSES
+
+HELD_OUT = 'synth_test'  # seed 3, 500 frames: never trained or validated on
+YOLO_IMGSZ = 320
+
+
+class Peers:
+    """peers.json, rewritten after every stage."""
+
+    def __init__(self, out: Path, minutes: float, workers: int) -> None:
+        self.path = out / 'peers.json'
+        self.data: dict = {
+            'machine': f'{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores',
+            'budget_minutes': minutes,
+            'training': f'all at the same time on one GPU, {workers} loader processes each, from scratch',
+            'heldout': f'{HELD_OUT} (seed 3, 500 frames, 640x480), perception-eval (pycocotools)',
+            'models': [], 'stages': {}}
+
+    def stage(self, name: str, fn, *args, **kwargs):
+        started = time.monotonic()
+        print(f'== {name}', flush=True)
+        try:
+            result = fn(*args, **kwargs)
+            self.data['stages'][name] = {'ok': True, 'seconds': round(time.monotonic() - started, 1)}
+            return result
+        except Exception as error:
+            traceback.print_exc()
+            self.data['stages'][name] = {'ok': False, 'error': f'{type(error).__name__}: {error}',
+                                         'seconds': round(time.monotonic() - started, 1)}
+            return None
+        finally:
+            self.save()
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.data, indent=1))
+
+
+def start_ours(backbone: str, args: argparse.Namespace, data_root: Path, workers: int) -> subprocess.Popen:
+    """The default recipe (config/train_default.yaml) on one backbone, as its own process: trains,
+    exports, scores the held-out set into model.json."""
+    command = [sys.executable, '-m', 'perception_trainer.recipe', '--backbone', backbone, '--size', args.size,
+               '--device', 'cuda', '--workers', str(workers), '--time-limit-minutes', str(args.minutes),
+               '--data-dir', str(data_root), '--out', str(args.work / 'runs' / backbone),
+               '--bundle', str(args.work / 'bundles' / backbone)]
+    log = (args.out / f'{backbone}.log').open('w')
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def cpu_frame_ms(bundle_dir: Path) -> float | None:
+    """640x480 frame -> detections on ONNX Runtime CPU through the node's Detector (p50)."""
+    variants = [v for v in VARIANTS if v.key == 'onnxruntime_cpu']
+    found = measure(load_bundle(bundle_dir), [1], Effort(repeats=3), variants)['variants']['onnxruntime_cpu']
+    return median_of(found['frame_640x480']['frame_to_detections'])
+
+
+def ours_row(backbone: str, size: str, work: Path) -> dict:
+    bundle_dir = work / 'bundles' / backbone
+    document = json.loads((bundle_dir / 'model.json').read_text())
+    held_out = document['metrics']['held_out']
+    spec = document['input']
+    module = torch.jit.load(str(bundle_dir / 'model.ts'), map_location='cuda')
+    return {'name': f'ours {backbone} {size}', 'kind': 'ours', 'parameters': document['model']['parameters'],
+            'gflops': document['model']['gflops'], 'input': f"{spec['width']}x{spec['height']}",
+            'epochs': document['training']['epochs'], 'map50_95': held_out['mAP'], 'map50': held_out['mAP50'],
+            'gpu_network_ms': graph_network_ms(module, (1, 3, spec['height'], spec['width'])),
+            'cpu_frame_ms': cpu_frame_ms(bundle_dir)}
+
+
+def yolo_row(work: Path, data_root: Path, out: Path) -> dict:
+    from ultralytics import YOLO
+
+    from perception_core.bundle_import import import_model
+    from perception_trainer.evaluate import evaluate_bundle
+
+    last = work / 'yolo11n' / 'weights' / 'last.pt'
+    model = YOLO(str(last))
+    exported = model.export(format='onnx', imgsz=YOLO_IMGSZ, simplify=False, opset=17, dynamic=False,
+                            device='cpu')
+    bundle_dir = import_model(exported, work / 'bundles' / 'yolo11n')
+    report = evaluate_bundle(bundle_dir, data_root / HELD_OUT, out / 'yolo11n_eval', samples=0,
+                             progress=False)
+    val = foreign_models.ultralytics_val(model, data_root / 'yolo' / 'data.yaml', YOLO_IMGSZ)
+    network = YOLO(str(last)).model.fuse()
+    epochs = torch.load(last, map_location='cpu', weights_only=False).get('epoch')
+    parameters = sum(p.numel() for p in network.parameters())
+    return {'name': 'YOLO11n', 'kind': 'ultralytics', 'parameters': parameters,
+            'input': f'{YOLO_IMGSZ}x{YOLO_IMGSZ}', 'epochs': None if epochs is None else epochs + 1,
+            'map50_95': report['mAP'], 'map50': report['mAP50'], 'ultralytics_val_heldout': val,
+            'gpu_network_ms': graph_network_ms(network, (1, 3, YOLO_IMGSZ, YOLO_IMGSZ)),
+            'cpu_frame_ms': cpu_frame_ms(bundle_dir)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', type=Path, required=True)
+    parser.add_argument('--work', type=Path, default=Path('/tmp/peers'))
+    parser.add_argument('--minutes', type=float, default=5.0, help='training budget of every model')
+    parser.add_argument('--ours', nargs='+', default=['resnet18', 'mobilenet_v3'], help='our backbones')
+    parser.add_argument('--size', default='n')
+    parser.add_argument('--workers', type=int, default=0, help='loader processes each (0: cores / models)')
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    workers = args.workers or max(2, (os.cpu_count() or 8) // (len(args.ours) + 1) - 1)
+    from ultralytics import YOLO
+    from ultralytics.engine import trainer
+    trainer.check_amp = lambda *a, **k: True  # as foreign_models.py: no network for its AMP self-test
+    trainer.BaseTrainer.read_results_csv = foreign_models._results_csv
+    peers = Peers(args.out, args.minutes, workers)
+    data_root = args.work / 'data'
+    if peers.stage('data', foreign_models.write_data, data_root, DEFAULT_CLASSES) is None:
+        return 1
+    ours = {b: start_ours(b, args, data_root, workers) for b in args.ours}
+    peers.stage('yolo11n_train', foreign_models.train, YOLO('yolo11n.yaml', task='detect'),
+                data_root / 'yolo' / 'data.yaml', args.minutes, imgsz=YOLO_IMGSZ, batch=128,
+                project=args.work, run_name='yolo11n', workers=workers)
+    for backbone, process in ours.items():
+        code = process.wait()
+        peers.data['stages'][f'ours_{backbone}_recipe'] = {'ok': code == 0, 'exit': code}
+    # timing after all training is over: nothing else on the GPU or the CPU
+    row = peers.stage('yolo11n_score_and_time', yolo_row, args.work, data_root, args.out)
+    if row:
+        peers.data['models'].append(row)
+    for backbone in args.ours:
+        row = peers.stage(f'ours_{backbone}_score_and_time', ours_row, backbone, args.size, args.work)
+        if row:
+            peers.data['models'].append(row)
+    peers.save()  # the rows appended above, before render reads the file
+    peers.stage('render', render, peers.path, args.out)
+    print((args.out / 'table.md').read_text() if (args.out / 'table.md').is_file() else 'no table')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

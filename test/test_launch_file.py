@@ -24,8 +24,8 @@ HUMBLE_API = {
     'launch.substitutions': {'LaunchConfiguration'},
     'launch_ros.actions': {'Node'},
     'ament_index_python.packages': {'get_package_share_directory'},
-    'perception.launch_plan': {'EXECUTABLE', 'NODES_EXECUTABLE', 'PACKAGE', 'describe', 'make_plan',
-                               'nodes_arguments'},
+    'perception.launch_plan': {'EXECUTABLE', 'NODES_EXECUTABLE', 'PACKAGE', 'describe', 'lifecycle_override',
+                               'make_plan', 'nodes_arguments'},
 }
 HUMBLE_KEYWORDS = {
     'Node': {'package', 'executable', 'name', 'namespace', 'exec_name', 'parameters', 'remappings',
@@ -72,7 +72,7 @@ def test_launch_arguments_are_the_documented_ones() -> None:
     assignment = next(n for n in tree().body if isinstance(n, ast.Assign) and n.targets[0].id == 'ARGUMENTS')
     names = [element.elts[0].value for element in assignment.value.elts]
     assert names == ['config', 'model', 'log_level', 'namespace', 'use_sim_time', 'params_dir', 'cameras',
-                     'nodes']
+                     'nodes', 'lifecycle']
 
 
 def test_perception_installs_the_launch_file() -> None:
@@ -152,3 +152,25 @@ def test_a_temporary_params_folder_goes_when_the_node_exits() -> None:
     assert 'remove_params' in on_exit
     plan_call = ast.unparse(calls['make_plan'])
     assert "params_dir=arg('params_dir')" in plan_call
+
+
+def test_lifecycle_argument_sets_the_parameter_through_the_plan(tmp_path: Path) -> None:
+    """lifecycle:= reaches make_plan as an override of ros_integration.lifecycle (the node reads it
+    from the params file and starts unconfigured: test_node_lifecycle.py); "" keeps the YAML's."""
+    import yaml
+
+    from perception.launch_plan import describe, lifecycle_override, make_plan
+    from perception_core.deployment import ConfigError
+    plan_call = ast.unparse(next(c for c in ast.walk(tree()) if isinstance(c, ast.Call)
+                                 and isinstance(c.func, ast.Name) and c.func.id == 'make_plan'))
+    assert "overrides=lifecycle_override(arg('lifecycle'))" in plan_call
+    config = WORKSPACE / 'config' / 'jetson_deployment.yaml'
+    for text, expected in (('true', True), (' TRUE ', True), ('false', False), ('', False)):
+        plan = make_plan(config, params_dir=tmp_path / repr(text), overrides=lifecycle_override(text))
+        document = yaml.safe_load(plan.params_file.read_text())
+        (values,) = [node['ros__parameters'] for node in document.values()]
+        assert values['ros_integration']['lifecycle'] is expected, (text, values['ros_integration'])
+        assert ('lifecycle node: unconfigured until /isaac_trt_perception/change_state' in describe(plan)) \
+            is expected
+    with pytest.raises(ConfigError, match=r"lifecycle:= \(launch argument\): expected true or false"):
+        lifecycle_override('yes')

@@ -78,10 +78,10 @@ class Cameras:
     """The cameras' subscriptions, publishers and batching worker, made on ``node``."""
 
     def __init__(self, node: Node, cameras: list[Camera], values: Mapping[str, Any], *, detector: Detector,
-                 health: Health, monitor: Monitor, path: MessagePath, profile: QoSProfile,
-                 detection_type: type, debug_pub: Publisher | None, log: NodeLog) -> None:
+                 health: Health, monitor: Monitor, path: MessagePath, detection_type: type,
+                 debug_pub: Publisher | None, log: NodeLog) -> None:
+        """Each camera's QoS is the node's qos_profile with that camera's own keys applied."""
         self.node = node
-        self.profile = profile
         self.detector = detector
         self.log = log
         self.links: list[CameraLink] = []

@@ -17,7 +17,7 @@ itself, after its cleanup; the cost is that the spin loop notices a signal at it
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -86,12 +86,14 @@ def init_ros(args: list[str] | None) -> None:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
 
-def spin_until_stopped(executor: Executor, stop: StopRequest) -> None:
-    """Spin until a stop is requested or the context ends. spin_once in a loop, not spin(): the
-    EventsExecutor's spin() misses the SIGINT shutdown; a signal only sets ``stop`` (it raises
-    nothing here), seen when spin_once returns."""
+def spin_until_stopped(executor: Executor, stop: StopRequest,
+                       finished: Callable[[], bool] = lambda: False) -> None:
+    """Spin until a stop is requested, the context ends or ``finished()`` (a lifecycle node that
+    reached finalized). spin_once in a loop, not spin(): the EventsExecutor's spin() misses the
+    SIGINT shutdown; a signal only sets ``stop`` (it raises nothing here), seen when spin_once
+    returns."""
     try:
-        while rclpy.ok() and not stop.requested:
+        while rclpy.ok() and not stop.requested and not finished():
             executor.spin_once(timeout_sec=0.5)
     except ExternalShutdownException:
         pass

@@ -153,12 +153,16 @@ def build_engine(values: Values, bundle: Bundle, error: EngineUnusable, log: Nod
     return True
 
 
-def warm_up(detector: Detector, values: Values, path: MessagePath, log: NodeLog) -> None:
+def warm_up(detector: Detector, values: Values, path: MessagePath, log: NodeLog, cameras: int = 1) -> None:
     """A frame through everything (in the form the subscription delivers it)
     at the network's size and at each runtime.warmup_images size, so the first camera frame is not
-    the slow one (torch_cuda captures a CUDA graph per image size and channel order)."""
+    the slow one (torch_cuda captures a CUDA graph per image size and channel order). With several
+    ``cameras``, also every batch size they can make (2 .. the batch limit) of each such image: the
+    first batch of synchronised cameras is not the slow one either (a graph per batch's shapes, ONNX
+    Runtime's buffers per batch size)."""
     spec = detector.bundle.input
     images = [(spec.width, spec.height, 'rgb8'), *parse_warmup_images(values['runtime.warmup_images'])]
+    largest = min(cameras, detector.backend.batch_limit, int(values['performance.max_batch_size']))
     for width, height, encoding in images:
         step = width * ENCODINGS[encoding][0]
         image = Image(height=height, width=width, encoding=encoding, step=step,
@@ -166,10 +170,14 @@ def warm_up(detector: Detector, values: Values, path: MessagePath, log: NodeLog)
         start = time.perf_counter()
         try:
             header, fields = path.read(serialize_message(image) if path.raw else image)
-            detections, _ = detector.detect(frame_from_fields(**fields))
+            frame = frame_from_fields(**fields)
+            detections, _ = detector.detect(frame)
+            for batch in range(2, largest + 1):
+                detector.detect_batch([frame] * batch)
         except Exception as exc:  # e.g. no GPU memory left for one more size: that size is slow later
             log.error(f'runtime.warmup_images: warming up for {width}x{height} {encoding} failed, '
                       f'its first camera frame will pay instead: {type(exc).__name__}: {exc}')
             continue
         path.write(header, detections)
-        log.info(f'warmed up for {width}x{height} {encoding} in {time.perf_counter() - start:.2f} s')
+        batches = f' (and batches of {"2" if largest == 2 else f"2-{largest}"})' if largest > 1 else ''
+        log.info(f'warmed up for {width}x{height} {encoding}{batches} in {time.perf_counter() - start:.2f} s')

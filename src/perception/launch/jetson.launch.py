@@ -3,6 +3,7 @@
     ros2 launch perception jetson.launch.py [config:=FILE] [model:=PATH] [log_level:=LEVEL]
                                             [namespace:=NS] [use_sim_time:=true] [params_dir:=DIR]
                                             [cameras:=NAME:INPUT:OUTPUT[:frame_id=F][:image_transport=T],...]
+                                            [lifecycle:=true]
 
 Everything is decided by ``perception.launch_plan`` (tested without ``launch``); this file only
 turns the plan into launch actions. It uses launch APIs that exist in Humble, Jazzy and Kilted.
@@ -10,6 +11,11 @@ The node has no process prefix: it pins its own threads to resources.cpu_affinit
 labels its output with the node's name (exec_name). The generated params file is written to
 params_dir:= and kept, or to a temporary folder that is removed when the node exits or launch
 shuts down.
+
+lifecycle:=true starts the node as a lifecycle node (ros_integration.lifecycle): unconfigured until a
+lifecycle manager (nav2_lifecycle_manager, ``ros2 lifecycle set``) configures and activates it. The
+Node action starts it all the same: launch_ros's LifecycleNode action only adds launch-side
+transition events, which nothing here emits.
 """
 
 from __future__ import annotations
@@ -23,7 +29,15 @@ from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from perception.launch_plan import EXECUTABLE, NODES_EXECUTABLE, PACKAGE, describe, make_plan, nodes_arguments
+from perception.launch_plan import (
+    EXECUTABLE,
+    NODES_EXECUTABLE,
+    PACKAGE,
+    describe,
+    lifecycle_override,
+    make_plan,
+    nodes_arguments,
+)
 
 ARGUMENTS = (
     ('config', os.path.join(get_package_share_directory('perception'), 'config', 'jetson_deployment.yaml'),
@@ -39,6 +53,8 @@ ARGUMENTS = (
      ':frame_id=F, :image_transport=compressed per camera); empty = the YAML\'s'),
     ('nodes', '', 'Several detector nodes in one process (perception-nodes): NAME[:NAMESPACE],...; '
      'empty = one node'),
+    ('lifecycle', '', 'true = a lifecycle node, unconfigured until configured and activated; false = '
+     'answering from the start; empty = the YAML\'s ros_integration.lifecycle'),
 )
 
 
@@ -48,7 +64,8 @@ def _plan_to_actions(context, *args, **kwargs):
 
     plan = make_plan(arg('config'), model=arg('model'), log_level=arg('log_level'),
                      namespace=arg('namespace'), use_sim_time=arg('use_sim_time').lower() == 'true',
-                     params_dir=arg('params_dir') or None, cameras=arg('cameras'))
+                     params_dir=arg('params_dir') or None, cameras=arg('cameras'),
+                     overrides=lifecycle_override(arg('lifecycle')))
     if arg('nodes').strip():  # each --node names its own namespace: namespace:= does not apply
         node = Node(package=PACKAGE, executable=NODES_EXECUTABLE, exec_name=NODES_EXECUTABLE,
                     arguments=nodes_arguments(plan, arg('nodes')), additional_env=plan.env,

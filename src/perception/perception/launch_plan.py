@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PACKAGE = 'isaac_trt_perception'
 EXECUTABLE = 'isaac_trt_perception_node'
 NODES_EXECUTABLE = 'perception-nodes'  # several detector nodes in one process (nodes_main.py)
+LIFECYCLE = 'ros_integration.lifecycle'
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,15 @@ def make_plan(config_path: str | Path, *, model: str | None = None, log_level: s
                       temporary_dir=temporary)
 
 
+def lifecycle_override(text: str) -> dict[str, object]:
+    """The ``lifecycle:=`` launch argument as make_plan's overrides: true or false (any case) set
+    ros_integration.lifecycle, "" keeps the YAML's."""
+    word = text.strip().lower()
+    if word not in ('', 'true', 'false'):
+        raise ConfigError(f'lifecycle:= (launch argument): expected true or false, got {text!r}')
+    return {LIFECYCLE: word == 'true'} if word else {}
+
+
 def nodes_arguments(plan: LaunchPlan, nodes: str) -> list[str]:
     """perception-nodes' arguments for ``nodes:=NAME[:NAMESPACE],...``: the plan's params file for
     every node."""
@@ -161,6 +171,9 @@ def describe(plan: LaunchPlan) -> str:
              + (' (removed when the node exits)' if plan.temporary_dir else ''),
              f'CPU pinning by the node: resources.cpu_affinity {plan.config["resources.cpu_affinity"]} '
              '(the cores this machine has)']
+    if plan.config[LIFECYCLE]:
+        lines.append(f'lifecycle node: unconfigured until {plan.fully_qualified_name}/change_state '
+                     'configures and activates it')
     if Path(str(plan.config['model.path'])).suffix in ENGINE_SUFFIXES and plan.config['model.build_on_start']:
         lines.append('the node builds the TensorRT engine first if it is missing (model.build_on_start)')
     return '\n'.join(lines + list(plan.notes))

@@ -143,6 +143,47 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
             'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera}
 
 
+def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 10.0, cameras: str = '1,2,4',
+            backend: str = 'auto', width: int = 640, height: int = 480, domain_id: int | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Every configuration for each camera count in ``cameras``: the JSON document (also the
+    ``cameras`` section of ``make bench``)."""
+    args = argparse.Namespace(rate=rate, seconds=seconds, backend=backend, width=width, height=height,
+                              domain_id=1 + os.getpid() % 100 if domain_id is None else domain_id)
+    config, model = Path(config).resolve(), Path(model).resolve()
+    from perception.middleware import middleware_environment
+
+    from .node_run import middleware_config_dir
+    os.environ.update(middleware_environment(middleware_config_dir(config), localhost_only=True))
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(args.domain_id), 'PYTHONUNBUFFERED': '1'}
+    frames, source = bench_frames(30, width, height)
+    results = []
+    with tempfile.TemporaryDirectory(prefix='cameras-bench-') as tmp:
+        npz = save_frames(Path(tmp) / 'frames.npz', frames)
+        for n in (int(c) for c in cameras.split(',')):
+            for batched in ((False,) if n == 1 else (True, False)):
+                folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}'
+                results.append(run_configuration(config, model, args, n=n, batched=batched, folder=folder,
+                                                 npz=npz, env=env))
+                if progress:
+                    print(summary_line(results[-1], rate), flush=True)
+    return {'frame': f'{width}x{height} rgb8', 'frames': source, 'rate_hz': rate, 'seconds': seconds,
+            'model': str(model), 'machine_cores': len(os.sched_getaffinity(0)), 'results': results}
+
+
+def worst_camera(row: dict[str, Any]) -> tuple[float, float, float]:
+    """(lowest answered fraction, highest e2e p50, highest p99) over the configuration's cameras."""
+    cameras = row['per_camera'].values()
+    return (min(c['answered_fraction'] for c in cameras), max(c['p50_ms'] or float('nan') for c in cameras),
+            max(c['p99_ms'] or float('nan') for c in cameras))
+
+
+def summary_line(row: dict[str, Any], rate: float) -> str:
+    worst, p50, p99 = worst_camera(row)
+    return (f'{row["cameras"]} x {rate:g} Hz {row["configuration"]:<20} answered >= {worst:.3f}  '
+            f'e2e p50 <= {p50:.2f} ms  p99 <= {p99:.2f} ms  node CPU {row["cores_used"]:.2f} cores')
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='perception-cameras-bench', description=__doc__.split('\n\n')[0])
     parser.add_argument('--config', default='config/jetson_deployment.yaml', help='deployment YAML')
@@ -156,31 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--domain-id', type=int, default=1 + os.getpid() % 100)
     parser.add_argument('-o', '--output', default='out/bench/cameras_bench.json')
     args = parser.parse_args(argv)
-    config, model = Path(args.config).resolve(), Path(args.model).resolve()
-    from perception.middleware import middleware_environment
-
-    from .node_run import middleware_config_dir
-    os.environ.update(middleware_environment(middleware_config_dir(config), localhost_only=True))
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(args.domain_id), 'PYTHONUNBUFFERED': '1'}
-    frames, source = bench_frames(30, args.width, args.height)
-    results = []
-    with tempfile.TemporaryDirectory(prefix='cameras-bench-') as tmp:
-        npz = save_frames(Path(tmp) / 'frames.npz', frames)
-        for n in (int(c) for c in args.cameras.split(',')):
-            for batched in ((False,) if n == 1 else (True, False)):
-                folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}'
-                results.append(run_configuration(config, model, args, n=n, batched=batched, folder=folder,
-                                                 npz=npz, env=env))
-                row = results[-1]
-                worst = min(c['answered_fraction'] for c in row['per_camera'].values())
-                p50 = max(c['p50_ms'] or float('nan') for c in row['per_camera'].values())
-                p99 = max(c['p99_ms'] or float('nan') for c in row['per_camera'].values())
-                print(f'{n} x {args.rate:g} Hz {row["configuration"]:<20} answered >= {worst:.3f}  '
-                      f'e2e p50 <= {p50:.2f} ms  p99 <= {p99:.2f} ms  node CPU {row["cores_used"]:.2f} cores',
-                      flush=True)
-    write_json(args.output, {'frame': f'{args.width}x{args.height} rgb8', 'frames': source,
-                             'rate_hz': args.rate, 'seconds': args.seconds, 'model': str(model),
-                             'machine_cores': len(os.sched_getaffinity(0)), 'results': results})
+    document = measure(Path(args.config), Path(args.model), rate=args.rate, seconds=args.seconds,
+                       cameras=args.cameras, backend=args.backend, width=args.width, height=args.height,
+                       domain_id=args.domain_id)
+    write_json(args.output, document)
     print(f'wrote {args.output}')
     return 0
 

@@ -28,7 +28,8 @@ from typing import Any
 from perception_core.bundle import load_bundle
 from perception_core.synth import DEFAULT_CLASSES
 
-from .backends import VARIANTS, Effort, measure
+from . import backends
+from .backends import VARIANTS, Effort
 from .stats import median_of
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def time_member(member: Member, folder: Path, effort: Effort) -> dict[str, Any]:
     bundle_dir = member_bundle(member, folder / member.name)
     bundle = load_bundle(bundle_dir)
     variants = [v for v in VARIANTS if v.key in TIMED]
-    found = measure(bundle, [1], effort, variants)
+    found = backends.measure(bundle, [1], effort, variants)
     document = load_bundle(bundle_dir).raw
     row: dict[str, Any] = {'member': member.__dict__, 'parameters': document['model']['parameters'],
                            'gflops': document['model']['gflops'],
@@ -112,6 +113,18 @@ def time_member(member: Member, folder: Path, effort: Effort) -> dict[str, Any]:
     return row
 
 
+def measure(members: Sequence[Member], folder: Path, effort: Effort) -> dict[str, Any]:
+    """The ``family`` section of ``make bench``: each member's row (its error where one fails)."""
+    rows: list[dict[str, Any]] = []
+    for member in members:
+        try:
+            rows.append(time_member(member, folder, effort))
+        except Exception as exc:  # one member that cannot export must not cost the others
+            log.exception('%s: not timed', member.name)
+            rows.append({'member': member.__dict__, 'error': f'{type(exc).__name__}: {exc}'})
+    return {'rows': rows}
+
+
 def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
     """The trainer README table's rows: one per member, CPU and GPU figures side by side."""
     def figures(entry: dict[str, Any]) -> str:
@@ -123,6 +136,10 @@ def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
              'fp16 CUDA graph: network / frame |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for row in rows:
         m = row['member']
+        if 'error' in row:
+            lines.append(f"| {m['size']} | {m['backbone']} | {m['width']}x{m['height']} | "
+                         f"failed: {row['error']} | | | | |")
+            continue
         lines.append(f"| {m['size']} | {m['backbone']} | {m['width']}x{m['height']} | "
                      f"{row['parameters'] / 1e6:.2f} M | {row['gflops']:.2f} | {row['bundle_mb']} MB | "
                      f"{figures(row['onnxruntime_cpu'])} | {figures(row['fp16_graph'])} |")

@@ -30,11 +30,13 @@ from perception_core.atomic import write_json, write_text
 from perception_core.backends.gpu import torch_cuda_available
 from perception_core.bundle import Bundle, load_bundle
 
-from . import backends, cuda_model, limit, node, preprocessing, report, training
+from . import backends, cameras, cuda_model, family, limit, node, preprocessing, report, training
 from .backends import Effort
 
 log = logging.getLogger('bench')
-SECTIONS = ('backends', 'preprocessing', 'limit', 'node', 'training')
+SECTIONS = ('backends', 'preprocessing', 'limit', 'node', 'cameras', 'family', 'training')
+# the family members `make bench` times (perception-family-bench times every one)
+FAMILY = 'n:tiny,n:mobilenet_v3,n:resnet18'
 QUICK = Effort(repeats=2, gpu_calls=20, cpu_calls=4, warmup=2, agreement_frames=4)
 
 
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--repeats', type=int, default=Effort.repeats, help='runs per figure')
     parser.add_argument('--node-seconds', type=float, default=4.0, help='length of each node bench phase')
     parser.add_argument('--node-repeats', type=int, default=3)
+    parser.add_argument('--camera-counts', default='1,2,4', help='cameras section: camera counts')
+    parser.add_argument('--camera-rate', type=float, default=30.0, help='cameras section: each camera\'s Hz')
+    parser.add_argument('--camera-seconds', type=float, default=6.0, help='cameras section: seconds each')
+    parser.add_argument('--family', default=FAMILY, help='family section: SIZE:BACKBONE[:WxH],...')
     parser.add_argument('--quick', action='store_true', help='few calls per run (tests); figures are rough')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
@@ -140,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f'--sections: unknown {unknown}; choose from {SECTIONS}')
     effort = QUICK if args.quick else Effort(repeats=args.repeats)
+    try:
+        members = [family.Member.parse(t) for t in args.family.split(',') if t.strip()]
+    except ValueError as exc:
+        parser.error(str(exc))
     node_repeats = 1 if args.quick else args.node_repeats
     bundle = load_bundle(args.bundle)
     name = args.machine or machine_name()
@@ -168,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             node_repeats,
             args.node_seconds,
         ),
+        'cameras': lambda: cameras.measure(
+            args.config.resolve(), node.node_backends(gpu_bundle.directory.resolve())[0][1],
+            rate=args.camera_rate, seconds=2.0 if args.quick else args.camera_seconds,
+            cameras='1,2' if args.quick else args.camera_counts, progress=False),
+        'family': lambda: family.measure(members, Path(scratch.name) / 'family', effort),
         'training': lambda: training.measure(args.recipe.resolve(), quick=args.quick),
     }
     for section in (s for s in SECTIONS if s in chosen):

@@ -179,6 +179,10 @@ PARAMETERS: tuple[Parameter, ...] = (
       '(transient local) with the class map.', extension=True),
     P('ros_integration.frame_id_override', '', 'frame_id written into detections; "" = keep the image\'s.',
       extension=True),
+    P('ros_integration.lifecycle', False, 'Run as a lifecycle (managed) node: it starts unconfigured; '
+      'configure loads and warms up the model, activate subscribes and answers, deactivate stops answering '
+      'with the model kept, cleanup unloads it, shutdown exits. false = answering from the start.',
+      extension=True),
     # logging
     P('logging.level', 'INFO', 'Node log level.', choices=tuple(LOG_LEVELS)),
     P('logging.log_path', '/tmp/perception/{node}/jetson_deployment.log', 'File that also receives the '
@@ -242,7 +246,8 @@ CAMERAS = 'ros_integration.cameras'
 _CAMERA_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 # a ROS topic name as a user writes it (relative, absolute or ~private), without substitutions
 _TOPIC = re.compile(r'^(~/?|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
-_CAMERA_FIELDS = ('name', 'input_topic', 'output_topic', 'frame_id', 'image_transport', 'reliability', 'depth')
+_CAMERA_FIELDS = ('name', 'input_topic', 'output_topic', 'frame_id', 'image_transport', 'reliability',
+                  'depth')
 _CAMERA_OPTIONS = _CAMERA_FIELDS[3:]  # the optional ones, "key=value" in the text form
 
 

@@ -21,8 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -40,35 +38,19 @@ HELD_OUT = 'synth_test'  # seed 3, 500 frames: never trained or validated on
 YOLO_IMGSZ = 320
 
 
-class Peers:
-    """peers.json, rewritten after every stage."""
+class Peers(foreign_models.Report):
+    """peers.json, rewritten after every stage (foreign_models' stage runner: a failed stage is
+    recorded and the others go on)."""
 
     def __init__(self, out: Path, minutes: float, workers: int) -> None:
+        super().__init__(out)
         self.path = out / 'peers.json'
-        self.data: dict = {
+        self.data = {
             'machine': f'{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores',
             'budget_minutes': minutes,
             'training': f'all at the same time on one GPU, {workers} loader processes each, from scratch',
             'heldout': f'{HELD_OUT} (seed 3, 500 frames, 640x480), perception-eval (pycocotools)',
             'models': [], 'stages': {}}
-
-    def stage(self, name: str, fn, *args, **kwargs):
-        started = time.monotonic()
-        print(f'== {name}', flush=True)
-        try:
-            result = fn(*args, **kwargs)
-            self.data['stages'][name] = {'ok': True, 'seconds': round(time.monotonic() - started, 1)}
-            return result
-        except Exception as error:
-            traceback.print_exc()
-            self.data['stages'][name] = {'ok': False, 'error': f'{type(error).__name__}: {error}',
-                                         'seconds': round(time.monotonic() - started, 1)}
-            return None
-        finally:
-            self.save()
-
-    def save(self) -> None:
-        self.path.write_text(json.dumps(self.data, indent=1))
 
 
 def start_ours(backbone: str, args: argparse.Namespace, data_root: Path, workers: int) -> subprocess.Popen:

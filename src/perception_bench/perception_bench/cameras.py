@@ -139,7 +139,8 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
         per_camera[name] = {'sent': len(sent), 'answered': len(answered),
                             'answered_fraction': round(len(answered) / max(1, len(sent)), 4),
                             'p50_ms': e2e.get('p50_ms'), 'p99_ms': e2e.get('p99_ms')}
-    return {'cameras': n, 'configuration': 'one batching node' if batched else f'{n} separate nodes',
+    configuration = 'one node' if n == 1 else 'one batching node' if batched else f'{n} separate nodes'
+    return {'cameras': n, 'configuration': configuration,
             'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera}
 
 

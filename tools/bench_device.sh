@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU half of `make bench`, in ONE call of the device tool (the device keeps nothing between
-# calls and has no network):   run  carry=[".whl"]  command="tools/bench_device.sh"
+# calls and has no network):   run  carry=[".whl_packed"]  command="bash tools/bench_device.sh"
 # 1. sets the workspace up from the carried wheels (tools/bootstrap.sh, PERCEPTION_PROFILE=device),
 #    plus the training-only wheels albumentations needs;
 # 2. runs the CUDA-path tests (fp16 + graph against ONNX Runtime, batches, overflow);

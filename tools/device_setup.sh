@@ -3,6 +3,11 @@
 # training-only wheels albumentations needs (--no-deps: opencv, scipy and pydantic are there), and
 # leaves env.sh sourced. Returns non-zero, with the setup log's tail, when anything fails.
 _setup_start=$SECONDS
+# The wheels travel packed (tools/wheel_pack.py: the 64 MiB carry limit), unless .whl came itself.
+if [[ ! -d .whl && -f .whl_packed/wheels.tar.xz ]]; then
+  python3 tools/wheel_pack.py unpack .whl_packed/wheels.tar.xz .whl > "$OUT/unpack.log" 2>&1 \
+    || { cat "$OUT/unpack.log"; return 1; }
+fi
 if ! PERCEPTION_PROFILE=device tools/bootstrap.sh > "$OUT/setup.log" 2>&1; then
   tail -40 "$OUT/setup.log"; return 1
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-GPU scaling of perception-train, in ONE call of the device tool on a multi-GPU kind:
-#   run  kind=nvidia-h100-x2  carry=[".whl"]  command="tools/train_scaling.sh"
+#   run  kind=nvidia-h100-x2  carry=[".whl_packed"]  command="bash tools/train_scaling.sh"
 # 1. sets the workspace up from the carried wheels (tools/device_setup.sh);
 # 2. renders the default recipe's data (8000 training images, seed 1; 500 validation, seed 2);
 # 3. trains config/train_default.yaml, shortened to EPOCHS epochs, under torchrun on 1 GPU and on N,

@@ -6,6 +6,7 @@ WIDTHxHEIGHT at RATE Hz each) feed the node(s), started as ``ros2 launch`` plans
 received here raw (``node_run.Receiver``: receipt time minus image stamp). Per configuration: the
 answered fraction and end-to-end p50/p99 per camera, and the node processes' CPU while streaming
 (cores used: user + system seconds over wall seconds, all node processes together, psutil).
+First, for each N, the transport floor: the same N streams straight to a subscriber here, no node.
 N = 1 runs the one-camera node only (the two configurations are the same node).
 
     perception-cameras-bench --rate 30 --seconds 10 [--cameras 1,2,4] [-o out/bench/cameras.json]
@@ -97,6 +98,57 @@ def cpu_seconds(processes: list[subprocess.Popen]) -> float:
     return total
 
 
+def stream(receiver: CameraReceiver, cameras: list[tuple[str, str]], *, args: argparse.Namespace,
+           folder: Path, npz: Path, env: dict[str, str], nodes: list[subprocess.Popen]) -> float:
+    """One frame_source per (camera name, image topic) at the camera rate, the receiver spinning
+    until they end and one second after; -> the ``nodes``' CPU while streaming, in cores."""
+    repeat = max(1, round(args.seconds * args.rate / 30))
+    sources = [subprocess.Popen([sys.executable, '-m', 'perception_bench.frame_source', str(npz),
+                                 '--topic', topic, '--rate', str(args.rate), '--repeat', str(repeat),
+                                 '--frame-id', name, '--log', str(folder / f'{name}.sent.json')], env=env)
+               for name, topic in cameras]
+    start_wall, start_cpu = time.monotonic(), cpu_seconds(nodes)
+    while any(source.poll() is None for source in sources):
+        receiver.executor.spin_once(timeout_sec=0.05)
+    cores = (cpu_seconds(nodes) - start_cpu) / (time.monotonic() - start_wall)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        receiver.executor.spin_once(timeout_sec=0.05)
+    return cores
+
+
+def answered_per_camera(receiver: CameraReceiver, cameras: list[tuple[str, str]], folder: Path
+                        ) -> dict[str, dict[str, Any]]:
+    """Per (camera name, topic heard): frames sent, answered, and stamp -> receipt p50/p99."""
+    per_camera = {}
+    for name, topic in cameras:
+        sent = {s['stamp_ns'] for s in json.loads((folder / f'{name}.sent.json').read_text())}
+        answered = [lat for stamp, lat in receiver.by_topic[topic] if stamp in sent]
+        e2e = summary_ms(answered)
+        per_camera[name] = {'sent': len(sent), 'answered': len(answered),
+                            'answered_fraction': round(len(answered) / max(1, len(sent)), 4),
+                            'p50_ms': e2e.get('p50_ms'), 'p99_ms': e2e.get('p99_ms')}
+    return per_camera
+
+
+def run_floor(args: argparse.Namespace, n: int, folder: Path, npz: Path, env: dict[str, str]
+              ) -> dict[str, Any]:
+    """The transport floor of N cameras: the same N streams straight to a subscriber here, no node."""
+    from sensor_msgs.msg import Image
+    receiver = CameraReceiver(args.domain_id)
+    cameras = [(name, f'/bench/floor/{name}') for name, _, _ in camera_topics(n)]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for _, topic in cameras:
+            receiver.listen_topic(Image, topic)
+        stream(receiver, cameras, args=args, folder=folder, npz=npz, env=env, nodes=[])
+    finally:
+        receiver.close()
+    per_camera = answered_per_camera(receiver, cameras, folder)
+    p50s = [c['p50_ms'] for c in per_camera.values() if c['p50_ms'] is not None]
+    return {'cameras': n, 'per_camera': per_camera, 'p50_ms': max(p50s, default=None)}
+
+
 def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n: int, batched: bool,
                       folder: Path, npz: Path, env: dict[str, str]) -> dict[str, Any]:
     from vision_msgs.msg import Detection2DArray
@@ -106,7 +158,6 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
     cameras = camera_topics(n)
     subscriptions = [receiver.listen_topic(Detection2DArray, output) for _, _, output in cameras]
     plans = node_plans(config, model, args, n=n, batched=batched, folder=folder)
-    repeat = max(1, round(args.seconds * args.rate / 30))
     try:
         with contextlib.ExitStack() as stack:
             nodes = [stack.enter_context(running_node(plan, folder / f'{plan.node_name}.console', env))
@@ -118,27 +169,11 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
                     for plan in plans:
                         print(log_tail(folder / f'{plan.node_name}.console', lines=40), file=sys.stderr)
                     raise
-            sources = [subprocess.Popen([sys.executable, '-m', 'perception_bench.frame_source', str(npz),
-                                         '--topic', topic, '--rate', str(args.rate), '--repeat', str(repeat),
-                                         '--frame-id', name, '--log', str(folder / f'{name}.sent.json')],
-                                        env=env) for name, topic, _ in cameras]
-            start_wall, start_cpu = time.monotonic(), cpu_seconds(nodes)
-            while any(source.poll() is None for source in sources):
-                receiver.executor.spin_once(timeout_sec=0.05)
-            cores = (cpu_seconds(nodes) - start_cpu) / (time.monotonic() - start_wall)
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:
-                receiver.executor.spin_once(timeout_sec=0.05)
+            cores = stream(receiver, [(name, topic) for name, topic, _ in cameras], args=args, folder=folder,
+                           npz=npz, env=env, nodes=nodes)
     finally:
         receiver.close()
-    per_camera = {}
-    for name, _, output in cameras:
-        sent = {s['stamp_ns'] for s in json.loads((folder / f'{name}.sent.json').read_text())}
-        answered = [lat for stamp, lat in receiver.by_topic[output] if stamp in sent]
-        e2e = summary_ms(answered)
-        per_camera[name] = {'sent': len(sent), 'answered': len(answered),
-                            'answered_fraction': round(len(answered) / max(1, len(sent)), 4),
-                            'p50_ms': e2e.get('p50_ms'), 'p99_ms': e2e.get('p99_ms')}
+    per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
     configuration = 'one node' if n == 1 else 'one batching node' if batched else f'{n} separate nodes'
     return {'cameras': n, 'configuration': configuration,
             'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera}
@@ -161,15 +196,19 @@ def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 1
     results = []
     with tempfile.TemporaryDirectory(prefix='cameras-bench-') as tmp:
         npz = save_frames(Path(tmp) / 'frames.npz', frames)
-        for n in (int(c) for c in cameras.split(',')):
+        counts = [int(c) for c in cameras.split(',')]
+        floors = {n: run_floor(args, n, Path(tmp) / f'{n}-floor', npz, env) for n in counts}
+        for n in counts:
             for batched in ((False,) if n == 1 else (True, False)):
                 folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}'
-                results.append(run_configuration(config, model, args, n=n, batched=batched, folder=folder,
-                                                 npz=npz, env=env))
+                row = run_configuration(config, model, args, n=n, batched=batched, folder=folder, npz=npz,
+                                        env=env)
+                results.append({**row, 'transport_floor_p50_ms': floors[n]['p50_ms']})
                 if progress:
                     print(summary_line(results[-1], rate), flush=True)
     return {'frame': f'{width}x{height} rgb8', 'frames': source, 'rate_hz': rate, 'seconds': seconds,
-            'model': str(model), 'machine_cores': len(os.sched_getaffinity(0)), 'results': results}
+            'model': str(model), 'machine_cores': len(os.sched_getaffinity(0)), 'results': results,
+            'transport_floor': {str(n): floor for n, floor in floors.items()}}
 
 
 def worst_camera(row: dict[str, Any]) -> tuple[float, float, float]:
@@ -181,8 +220,11 @@ def worst_camera(row: dict[str, Any]) -> tuple[float, float, float]:
 
 def summary_line(row: dict[str, Any], rate: float) -> str:
     worst, p50, p99 = worst_camera(row)
+    floor = row.get('transport_floor_p50_ms')
+    floor_text = 'n/a' if floor is None else f'{floor:.2f}'
     return (f'{row["cameras"]} x {rate:g} Hz {row["configuration"]:<20} answered >= {worst:.3f}  '
-            f'e2e p50 <= {p50:.2f} ms  p99 <= {p99:.2f} ms  node CPU {row["cores_used"]:.2f} cores')
+            f'e2e p50 <= {p50:.2f} ms  p99 <= {p99:.2f} ms  floor p50 {floor_text} ms  '
+            f'node CPU {row["cores_used"]:.2f} cores')
 
 
 def main(argv: list[str] | None = None) -> int:

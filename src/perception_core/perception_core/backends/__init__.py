@@ -6,7 +6,7 @@ that needs it, so the node runs with ONNX Runtime alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +75,18 @@ class Backend:
 def dynamic_batch_limit(options: BackendOptions) -> int:
     """The batch a model with a dynamic batch axis takes per call: performance.max_batch_size."""
     return max(1, options.max_batch_size or 1)
+
+
+def probed_batch_limit(limit: int, run_two: Callable[[], Sequence]) -> int:
+    """``limit`` when the module answers two frames with two (a traced dynamic batch axis), else 1:
+    TorchScript records no input shapes, so one call at load decides."""
+    if limit < 2:
+        return 1
+    try:
+        outputs = run_two()
+    except Exception:  # a module traced for batch 1 fails its reshapes on two: per frame then
+        return 1
+    return limit if outputs and all(o.shape[:1] == (2,) for o in outputs) else 1
 
 
 def torch_outputs(result: object) -> list:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..preprocess import Transform, plan_transform
-from . import Backend, BackendError, BackendOptions, dynamic_batch_limit, torch_outputs
+from . import Backend, BackendError, BackendOptions, dynamic_batch_limit, probed_batch_limit, torch_outputs
 from .torch_decode import BOX_COLUMNS, DEVICE_FORMATS, DenseRows
 from .torch_preprocess import TorchPreprocess
 
@@ -36,6 +36,18 @@ IMAGE_PROGRAMS = 4
 # Batch programs (one per combination of the batch's image shapes): a node's cameras make one per
 # batch size that occurs, a few at most; more are dropped least recently used first, as above.
 BATCH_PROGRAMS = 8
+
+
+def most_recent(programs: dict, key: tuple, limit: int, capture: Callable[[], Any]) -> Any:
+    """``programs[key]``, captured on first use, moved to the end (dicts keep insertion order:
+    least recently used first); the oldest are freed before a new capture so at most ``limit``."""
+    found = programs.pop(key, None)
+    if found is None:
+        while len(programs) >= limit:
+            del programs[next(iter(programs))]
+        found = capture()
+    programs[key] = found
+    return found
 
 
 def network(module: Any, images: Any, dtype: Any) -> list:
@@ -197,23 +209,13 @@ class TorchCudaBackend(Backend):
         self.graphs = graphs
         self._images: dict[tuple, ImageProgram] = {}  # by (shape, rgb_channels), least recent first
         self._batches: dict[tuple, BatchProgram] = {}  # by the images' (shape, rgb_channels), likewise
-        self.batch_limit = self._probe_batch(dynamic_batch_limit(options))
+        two = torch.zeros(bundle.input.shape(2), device=self.device)
+        self.batch_limit = probed_batch_limit(dynamic_batch_limit(options),
+                                              lambda: network(self.module, two, self.dtype))
         self._tensor: Program | None = None
         mode = ('CUDA graph' if graphs else 'eager') + frozen
         super().__init__(f'PyTorch {torch.__version__} CUDA {torch.cuda.get_device_name()} '
                          f'{str(self.dtype).removeprefix("torch.")} {mode} ({path.name})')
-
-    def _probe_batch(self, limit: int) -> int:
-        """``limit`` when the module answers two frames with two (TorchScript keeps no input
-        shapes: one call at load decides, as the torchscript backend does), else 1."""
-        if limit < 2:
-            return 1
-        try:
-            outputs = network(self.module, self._torch.zeros(self.bundle.input.shape(2), device=self.device),
-                              self.dtype)
-        except RuntimeError:  # traced for batch 1: its reshapes fail on two
-            return 1
-        return limit if outputs and all(o.shape[:1] == (2,) for o in outputs) else 1
 
     def _frozen(self, module: Any, path: Path) -> tuple[Any, str]:
         """Weights as constants: batch norms fold into the convolutions, ~30 fewer kernels per frame."""
@@ -258,14 +260,8 @@ class TorchCudaBackend(Backend):
     def _image_program(self, shape: tuple[int, int, int], rgb_channels: tuple[int, int, int]) -> ImageProgram:
         """The captured program for this image shape; the first frame of a new one captures it
         (seconds, see bench/README.md: hence the node's warm-up at the camera's size)."""
-        key = (shape, rgb_channels)
-        found = self._images.pop(key, None)
-        if found is None:
-            while len(self._images) >= IMAGE_PROGRAMS:
-                del self._images[next(iter(self._images))]  # freed before the next capture
-            found = self._capture_image(shape, rgb_channels)
-        self._images[key] = found  # the most recently used last
-        return found
+        return most_recent(self._images, (shape, rgb_channels), IMAGE_PROGRAMS,
+                           lambda: self._capture_image(shape, rgb_channels))
 
     def infer_images(self, images: Sequence[tuple[np.ndarray, tuple[int, int, int]]]
                      ) -> list[tuple[list[np.ndarray], Transform]]:
@@ -274,12 +270,7 @@ class TorchCudaBackend(Backend):
         if len(images) == 1:
             return [self.infer_image(*images[0])]
         key = tuple((pixels.shape, channels) for pixels, channels in images)
-        found = self._batches.pop(key, None)
-        if found is None:
-            while len(self._batches) >= BATCH_PROGRAMS:
-                del self._batches[next(iter(self._batches))]
-            found = self._capture_batch(key)
-        self._batches[key] = found
+        found = most_recent(self._batches, key, BATCH_PROGRAMS, lambda: self._capture_batch(key))
         outputs = found.program.run(*(pixels for pixels, _ in images))
         if found.rows is None:
             return [([o[i:i + 1] for o in outputs], t) for i, t in enumerate(found.transforms)]

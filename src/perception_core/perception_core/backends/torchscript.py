@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import Bundle
-from . import Backend, BackendError, BackendOptions, dynamic_batch_limit, torch_outputs
+from . import Backend, BackendError, BackendOptions, dynamic_batch_limit, probed_batch_limit, torch_outputs
 
 
 class TorchScriptBackend(Backend):
@@ -39,21 +39,13 @@ class TorchScriptBackend(Backend):
         # so they are on the device once.
         self._extras = tuple(torch.from_numpy(a).to(self.device)
                              for a in bundle.input.extra_arrays().values())
-        self.batch_limit = self._probe_batch(bundle, dynamic_batch_limit(options))
+        two = np.zeros(bundle.input.shape(2), np.float32)
+        # extra inputs are sized for one frame: per frame then
+        self.batch_limit = 1 if self._extras else probed_batch_limit(dynamic_batch_limit(options),
+                                                                     lambda: self.infer(two))
         batching = f'batch up to {self.batch_limit}' if self.batch_limit > 1 else 'batch 1'
         super().__init__(f'TorchScript{compiled} torch {torch.__version__} on {self.device} '
                          f'({path.name}, {batching})')
-
-    def _probe_batch(self, bundle: Bundle, limit: int) -> int:
-        """``limit`` when the module answers two frames with two (a traced dynamic batch axis),
-        else 1: TorchScript does not record its input shapes, so one call at load decides."""
-        if limit < 2 or self._extras:  # extra inputs are sized for one frame
-            return 1
-        try:
-            outputs = self.infer(np.zeros(bundle.input.shape(2), np.float32))
-        except Exception:  # a module traced for batch 1 fails its reshapes on two: per frame then
-            return 1
-        return limit if outputs and all(o.shape[:1] == (2,) for o in outputs) else 1
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         torch = self._torch

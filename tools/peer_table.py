@@ -53,14 +53,22 @@ class Peers(foreign_models.Report):
             'models': [], 'stages': {}}
 
 
-def start_ours(backbone: str, args: argparse.Namespace, data_root: Path, workers: int) -> subprocess.Popen:
-    """The default recipe (config/train_default.yaml) on one backbone, as its own process: trains,
-    exports, scores the held-out set into model.json."""
-    command = [sys.executable, '-m', 'perception_trainer.recipe', '--backbone', backbone, '--size', args.size,
+def member(spec: str) -> tuple[str, str]:
+    """'resnet18' or 'tiny:m' -> (backbone, size); the size defaults to n."""
+    backbone, _, size = spec.partition(':')
+    return backbone, size or 'n'
+
+
+def start_ours(spec: str, args: argparse.Namespace, data_root: Path, workers: int) -> subprocess.Popen:
+    """The default recipe (config/train_default.yaml) on one backbone and size, as its own process:
+    trains, exports, scores the held-out set into model.json."""
+    backbone, size = member(spec)
+    name = f'{backbone}_{size}'
+    command = [sys.executable, '-m', 'perception_trainer.recipe', '--backbone', backbone, '--size', size,
                '--device', 'cuda', '--workers', str(workers), '--time-limit-minutes', str(args.minutes),
-               '--data-dir', str(data_root), '--out', str(args.work / 'runs' / backbone),
-               '--bundle', str(args.work / 'bundles' / backbone)]
-    log = (args.out / f'{backbone}.log').open('w')
+               '--data-dir', str(data_root), '--out', str(args.work / 'runs' / name),
+               '--bundle', str(args.work / 'bundles' / name)]
+    log = (args.out / f'{name}.log').open('w')
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -71,8 +79,9 @@ def cpu_frame_ms(bundle_dir: Path) -> float | None:
     return median_of(found['frame_640x480']['frame_to_detections'])
 
 
-def ours_row(backbone: str, size: str, work: Path) -> dict:
-    bundle_dir = work / 'bundles' / backbone
+def ours_row(spec: str, work: Path) -> dict:
+    backbone, size = member(spec)
+    bundle_dir = work / 'bundles' / f'{backbone}_{size}'
     document = json.loads((bundle_dir / 'model.json').read_text())
     held_out = document['metrics']['held_out']
     spec = document['input']
@@ -113,8 +122,8 @@ def main() -> int:
     parser.add_argument('--out', type=Path, required=True)
     parser.add_argument('--work', type=Path, default=Path('/tmp/peers'))
     parser.add_argument('--minutes', type=float, default=5.0, help='training budget of every model')
-    parser.add_argument('--ours', nargs='+', default=['resnet18', 'mobilenet_v3'], help='our backbones')
-    parser.add_argument('--size', default='n')
+    parser.add_argument('--ours', nargs='+', default=['resnet18', 'tiny:m'],
+                        help='our members, BACKBONE or BACKBONE:SIZE (size n by default)')
     parser.add_argument('--workers', type=int, default=0, help='loader processes each (0: cores / models)')
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -128,19 +137,19 @@ def main() -> int:
     data_root = args.work / 'data'
     if peers.stage('data', foreign_models.write_data, data_root, DEFAULT_CLASSES) is None:
         return 1
-    ours = {b: start_ours(b, args, data_root, workers) for b in args.ours}
+    ours = {spec: start_ours(spec, args, data_root, workers) for spec in args.ours}
     peers.stage('yolo11n_train', foreign_models.train, YOLO('yolo11n.yaml', task='detect'),
                 data_root / 'yolo' / 'data.yaml', args.minutes, imgsz=YOLO_IMGSZ, batch=128,
                 project=args.work, run_name='yolo11n', workers=workers)
-    for backbone, process in ours.items():
+    for spec, process in ours.items():
         code = process.wait()
-        peers.data['stages'][f'ours_{backbone}_recipe'] = {'ok': code == 0, 'exit': code}
+        peers.data['stages'][f'ours_{spec}_recipe'] = {'ok': code == 0, 'exit': code}
     # timing after all training is over: nothing else on the GPU or the CPU
     row = peers.stage('yolo11n_score_and_time', yolo_row, args.work, data_root, args.out)
     if row:
         peers.data['models'].append(row)
-    for backbone in args.ours:
-        row = peers.stage(f'ours_{backbone}_score_and_time', ours_row, backbone, args.size, args.work)
+    for spec in args.ours:
+        row = peers.stage(f'ours_{spec}_score_and_time', ours_row, spec, args.work)
         if row:
             peers.data['models'].append(row)
     peers.save()  # the rows appended above, before render reads the file

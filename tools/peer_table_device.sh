@@ -2,15 +2,33 @@
 # The peer table (tools/peer_table.py) in ONE call of the device tool:
 #   bash tools/device_wheels.sh peers                 # here, once: .whl_peers (~10 MB)
 #   run  carry=[".whl_peers"]  command="bash tools/peer_table_device.sh"
-# MINUTES (default 5) is every model's training budget; OURS the backbones trained beside YOLO11n.
-# The whole call: rendering the sets (~1 min), MINUTES of training, export/score/time (~2 min).
+# MINUTES (default 5) is every model's training budget; OURS the members (BACKBONE[:SIZE]) trained
+# beside YOLO11n; LIMIT_S (default 540) ends the table's run so the packing below fits the call.
+# At most 8 files come back from a call: $OUT gets peers.json (copied as each stage ends), table.md,
+# pareto.png, gpu.txt and peers.tar.gz (every log and evaluation, and the bundles of 20 MB or less).
 set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-out/peers}
-mkdir -p "$OUT"
+STAGE=/tmp/peers_out
+mkdir -p "$OUT" "$STAGE"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > "$OUT/gpu.txt" 2>&1
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl_peers/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src/perception_core:$PWD/src/perception_trainer:$PWD/src/perception_bench
 export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
 # shellcheck disable=SC2086
-python3 tools/peer_table.py --out "$OUT" --minutes "${MINUTES:-5}" --ours ${OURS:-resnet18 mobilenet_v3}
+timeout "${LIMIT_S:-540}" python3 tools/peer_table.py --out "$STAGE" --minutes "${MINUTES:-5}" \
+  --ours ${OURS:-resnet18 tiny:m} > "$STAGE/peer_table.log" 2>&1 &
+table=$!
+while kill -0 "$table" 2>/dev/null; do
+  [[ -f $STAGE/peers.json ]] && cp "$STAGE/peers.json" "$OUT/"
+  sleep 10
+done
+wait "$table"; status=$?
+for bundle in /tmp/peers/bundles/*; do
+  [[ -d $bundle && $(du -sm "$bundle" | cut -f1) -le 20 ]] && cp -r "$bundle" "$STAGE/bundle_$(basename "$bundle")"
+done
+cp "$STAGE"/peers.json "$STAGE"/table.md "$STAGE"/pareto.png "$OUT/" 2>/dev/null
+tar -czf "$OUT/peers.tar.gz" -C "$STAGE" .
+tail -40 "$STAGE/peer_table.log"
+echo "peer_table exit $status"
+exit $status

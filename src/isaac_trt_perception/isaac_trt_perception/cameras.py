@@ -83,6 +83,7 @@ class Cameras:
         """Each camera's QoS is the node's qos_profile with that camera's own keys applied."""
         self.node = node
         self.detector = detector
+        self.monitor = monitor
         self.log = log
         self.links: list[CameraLink] = []
         self.sources: list[ImageInput] = []
@@ -131,6 +132,7 @@ class Cameras:
                 taken.append((processor, frame))
         if not taken:
             return
+        self.monitor.batches[len(taken)] += 1
         try:
             detections, timings = self.detector.detect_batch([t.frame for _, t in taken])
         except Exception as exc:  # a backend failing on one batch must not take the node down

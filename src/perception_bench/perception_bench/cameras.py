@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from perception_core.cdr import read_header
 from perception_core.metrics import summary_ms
 
 from .frame_source import save_frames
-from .node_run import Receiver, bench_frames, node_plan
+from .node_run import Receiver, bench_frames, node_internal, node_plan
 
 
 class CameraReceiver(Receiver):
@@ -60,17 +61,28 @@ def camera_topics(n: int) -> list[tuple[str, str, str]]:
     return [(f'cam{i}', f'/cam{i}/image_rect', f'/cam{i}/detections') for i in range(n)]
 
 
-def variant(config: Path, tag: str, ros_integration: dict[str, Any]) -> Path:
-    """The deployment YAML with ros_integration keys changed, beside it (relative paths resolve)."""
+# Batching-node variants beside the deployment's own settings (--variants): name -> (label, the
+# performance keys changed), to tell what batching itself costs from what one process costs.
+VARIANTS = {'window0': ('window 0 ms', {'batch_window_ms': 0.0}),
+            'window1': ('window 1 ms', {'batch_window_ms': 1.0}),
+            'window5': ('window 5 ms', {'batch_window_ms': 5.0}),
+            'nobatch': ('batches of 1', {'max_batch_size': 1})}
+
+
+def variant(config: Path, tag: str, ros_integration: dict[str, Any], performance: dict[str, Any]) -> Path:
+    """The deployment YAML with ros_integration and performance keys changed, beside it (relative
+    paths resolve)."""
     document = yaml.safe_load(config.read_text())
-    document['deployment_config'].setdefault('ros_integration', {}).update(ros_integration)
+    section = document['deployment_config']
+    section.setdefault('ros_integration', {}).update(ros_integration)
+    section.setdefault('performance', {}).update(performance)
     path = config.parent / f'.cameras-bench-{os.getpid()}-{tag}.yaml'
     path.write_text(yaml.safe_dump(document))
     return path
 
 
 def node_plans(config: Path, model: Path, args: argparse.Namespace, *, n: int, batched: bool,
-               folder: Path) -> list[Any]:
+               folder: Path, performance: dict[str, Any]) -> list[Any]:
     camera = f'{args.width}x{args.height} rgb8'
     cameras = camera_topics(n)
     if batched:
@@ -81,7 +93,7 @@ def node_plans(config: Path, model: Path, args: argparse.Namespace, *, n: int, b
                     for name, i, o in cameras]
     plans = []
     for tag, keys in settings:
-        path = variant(config, tag, keys)
+        path = variant(config, tag, keys, performance)
         try:
             (folder / tag).mkdir(parents=True, exist_ok=True)
             plans.append(node_plan(path, model, args.backend, args.rate, folder / tag, camera=camera))
@@ -150,14 +162,17 @@ def run_floor(args: argparse.Namespace, n: int, folder: Path, npz: Path, env: di
 
 
 def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n: int, batched: bool,
-                      folder: Path, npz: Path, env: dict[str, str]) -> dict[str, Any]:
+                      folder: Path, npz: Path, env: dict[str, str], variant_name: str | None = None
+                      ) -> dict[str, Any]:
+    """One configuration; ``variant_name`` (a VARIANTS key) changes the batching node's settings."""
     from vision_msgs.msg import Detection2DArray
 
     from perception.node_process import log_tail, running_node
     receiver = CameraReceiver(args.domain_id)
     cameras = camera_topics(n)
     subscriptions = [receiver.listen_topic(Detection2DArray, output) for _, _, output in cameras]
-    plans = node_plans(config, model, args, n=n, batched=batched, folder=folder)
+    label, performance = VARIANTS[variant_name] if variant_name else ('', {})
+    plans = node_plans(config, model, args, n=n, batched=batched, folder=folder, performance=performance)
     try:
         with contextlib.ExitStack() as stack:
             nodes = [stack.enter_context(running_node(plan, folder / f'{plan.node_name}.console', env))
@@ -175,15 +190,20 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
         receiver.close()
     per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
     configuration = 'one node' if n == 1 else 'one batching node' if batched else f'{n} separate nodes'
-    return {'cameras': n, 'configuration': configuration,
-            'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera}
+    # each node's own counts and per-stage profile (its monitoring and profile files)
+    internal = {plan.node_name: node_internal(folder / tag) for plan, tag in
+                zip(plans, ['batched'] if batched else [name for name, _, _ in cameras], strict=True)}
+    return {'cameras': n, 'configuration': f'{configuration}, {label}' if label else configuration,
+            'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera,
+            'nodes': internal}
 
 
 def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 10.0, cameras: str = '1,2,4',
             backend: str = 'auto', width: int = 640, height: int = 480, domain_id: int | None = None,
-            progress: bool = True) -> dict[str, Any]:
-    """Every configuration for each camera count in ``cameras``: the JSON document (also the
-    ``cameras`` section of ``make bench``)."""
+            progress: bool = True, variants: Sequence[str] = ()) -> dict[str, Any]:
+    """Every configuration for each camera count in ``cameras`` (and the batching node's
+    ``variants`` for counts above 1): the JSON document (also the ``cameras`` section of
+    ``make bench``)."""
     args = argparse.Namespace(rate=rate, seconds=seconds, backend=backend, width=width, height=height,
                               domain_id=1 + os.getpid() % 100 if domain_id is None else domain_id)
     config, model = Path(config).resolve(), Path(model).resolve()
@@ -199,10 +219,12 @@ def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 1
         counts = [int(c) for c in cameras.split(',')]
         floors = {n: run_floor(args, n, Path(tmp) / f'{n}-floor', npz, env) for n in counts}
         for n in counts:
-            for batched in ((False,) if n == 1 else (True, False)):
-                folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}'
+            runs = [(False, None)] if n == 1 else [(True, None), *((True, v) for v in variants),
+                                                   (False, None)]
+            for batched, name in runs:
+                folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}-{name or "default"}'
                 row = run_configuration(config, model, args, n=n, batched=batched, folder=folder, npz=npz,
-                                        env=env)
+                                        env=env, variant_name=name)
                 results.append({**row, 'transport_floor_p50_ms': floors[n]['p50_ms']})
                 if progress:
                     print(summary_line(results[-1], rate), flush=True)
@@ -237,12 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, default=30.0, help='each camera\'s rate, Hz')
     parser.add_argument('--seconds', type=float, default=10.0, help='streaming time per configuration')
     parser.add_argument('--cameras', default='1,2,4', help='camera counts, comma separated')
+    parser.add_argument('--variants', default='', help='batching-node variants too, comma separated: '
+                        + ', '.join(f'{k} ({label})' for k, (label, _) in VARIANTS.items()))
     parser.add_argument('--domain-id', type=int, default=1 + os.getpid() % 100)
     parser.add_argument('-o', '--output', default='out/bench/cameras_bench.json')
     args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(',') if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f'--variants: {", ".join(unknown)} unknown; one of {", ".join(VARIANTS)}')
     document = measure(Path(args.config), Path(args.model), rate=args.rate, seconds=args.seconds,
                        cameras=args.cameras, backend=args.backend, width=args.width, height=args.height,
-                       domain_id=args.domain_id)
+                       domain_id=args.domain_id, variants=variants)
     write_json(args.output, document)
     print(f'wrote {args.output}')
     return 0

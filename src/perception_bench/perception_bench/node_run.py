@@ -175,7 +175,7 @@ def node_internal(folder: Path) -> dict[str, Any]:
     found = {name: json.loads(path.read_text()) if path.is_file() else None for name, path in files.items()}
     monitoring, profile = found['monitoring'] or {}, found['profile'] or {}
     return {**{key: monitoring.get(key) for key in ('frames_received', 'frames_processed', 'dropped',
-                                                    'errors', 'latency', 'stamp_age')},
+                                                    'errors', 'latency', 'stamp_age', 'batches')},
             'stages': profile.get('stages')}
 
 

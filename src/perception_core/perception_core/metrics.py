@@ -116,6 +116,7 @@ class Monitor:
         self.published = Rate()
         self.drops: Counter[str] = Counter()    # frames not processed, by reason
         self.errors: Counter[str] = Counter()   # frames that failed, by reason
+        self.batches: Counter[int] = Counter()  # several cameras: inferences by frames in them
         self.latency = Latency()                # receipt -> detections published
         self.age = Latency()                    # image stamp -> detections published
         self.profile = Profile(stages)
@@ -129,4 +130,5 @@ class Monitor:
             'errors': dict(self.errors), 'errors_total': sum(self.errors.values()),
             'latency': self.latency.summary_ms(), 'stamp_age': self.age.summary_ms(),
             'process': self.resources.document(),
+            **({'batches': {str(k): v for k, v in sorted(self.batches.items())}} if self.batches else {}),
         }

@@ -76,6 +76,9 @@ class TrainConfig(BaseModel):
     eval_interval: int = Field(1, gt=0, description='validate every N epochs (and after the last)')
     eval_score_threshold: float = Field(0.05, ge=0, le=1, description='lowest score kept for mAP')
     time_limit_minutes: float = Field(0.0, ge=0, description='stop after the epoch that passes it (0 = none)')
+    fit_schedule: bool = Field(True, description='with time_limit_minutes: after every epoch, the '
+                               'schedule\'s length becomes the epochs that fit the limit (at most epochs), '
+                               'so the learning rate has decayed when time is up (as Ultralytics\' time=)')
 
     @field_validator('arch')
     @classmethod

@@ -39,7 +39,7 @@ from .checkpoint import TrainingState
 from .config import TrainConfig, parse_config
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
 from .readers import load_dataset
-from .schedule import warmup_cosine
+from .schedule import Horizon, warmup_cosine
 from .training_data import DetectionDataset
 from .versions import versions
 from .weight_average import WeightAverage
@@ -162,7 +162,8 @@ def _checkpoint_to_resume(cfg: TrainConfig, arch: Architecture, classes: Sequenc
     return saved
 
 
-def _training_state(run: Run, steps: int, start_epoch: int, *, resuming: bool) -> TrainingState:
+def _training_state(run: Run, steps: int, start_epoch: int, horizon: Horizon, *, resuming: bool
+                    ) -> TrainingState:
     cfg, device = run.cfg, run.device
     model = run.arch.model(len(run.classes), cfg.backbone, cfg.size)
     if cfg.pretrained and not resuming:  # a resumed run's weights come from its checkpoint
@@ -177,8 +178,8 @@ def _training_state(run: Run, steps: int, start_epoch: int, *, resuming: bool) -
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # fp16 needs loss scaling; bf16 and fp32 (CPU) do not, and a disabled scaler passes through.
     fp16 = cfg.amp and device.type == 'cuda' and not torch.cuda.is_bf16_supported()
-    return TrainingState(model, average, optimizer, warmup_cosine(optimizer, cfg, steps, start_epoch * steps),
-                         torch.amp.GradScaler('cuda', enabled=fp16))
+    schedule = warmup_cosine(optimizer, cfg, steps, start_epoch * steps, horizon)
+    return TrainingState(model, average, optimizer, schedule, torch.amp.GradScaler('cuda', enabled=fp16))
 
 
 def _save(out: Path, state: TrainingState, meta: dict[str, Any], best: float, history: list[dict[str, Any]],
@@ -220,7 +221,8 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
     meta = _meta(run, data_summary)
     saved = _checkpoint_to_resume(cfg, arch, classes, process)
     start_epoch = int(saved['epoch']) if saved else 0
-    state = _training_state(run, steps, start_epoch, resuming=saved is not None)
+    horizon = Horizon(cfg.epochs)
+    state = _training_state(run, steps, start_epoch, horizon, resuming=saved is not None)
     best, history, elapsed_before = -1.0, [], 0.0
     if saved:
         schedule_restored = state.load_state_dict(saved)
@@ -237,7 +239,9 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
            if process.distributed else state.model)
     writer = SummaryWriter(str(out / 'tensorboard')) if process.main else None
 
-    for epoch in range(start_epoch, cfg.epochs):
+    fitting = cfg.time_limit_minutes > 0 and cfg.fit_schedule
+    loop_started, epoch = time.perf_counter(), start_epoch
+    while epoch < horizon.epochs:
         train_data.epoch = epoch
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
@@ -246,9 +250,16 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
             'epoch': epoch + 1, 'train_loss': losses.means['loss'],
             'train_loss_parts': {k: v for k, v in losses.means.items() if k != 'loss'},
             'lr': losses.lr, 'images_per_s': steps * cfg.batch_size * process.world / losses.seconds}
-        last = epoch + 1 == cfg.epochs
-        out_of_time = cfg.time_limit_minutes > 0 and (
-            elapsed_before + time.perf_counter() - started > cfg.time_limit_minutes * 60)
+        # elapsed and pace agreed by every process (their mean), so all stop after the same epoch
+        now = time.perf_counter()
+        elapsed, pace = (float(v) for v in distributed.mean(process, torch.tensor(
+            [elapsed_before + now - started, (now - loop_started) / (epoch + 1 - start_epoch)],
+            dtype=torch.float64, device=run.device)))
+        if fitting:  # the epochs this pace fits in the time left (the last epoch's validation included)
+            left = cfg.time_limit_minutes * 60 - elapsed
+            record['planned_epochs'] = horizon.fit(cfg, epoch + 1, pace, left)
+        last = epoch + 1 == horizon.epochs
+        out_of_time = cfg.time_limit_minutes > 0 and elapsed > cfg.time_limit_minutes * 60
         metrics = None
         if (epoch + 1) % cfg.eval_interval == 0 or last or out_of_time:
             record['val_loss'], metrics = evaluate(state.average.model, val_loader, run)
@@ -267,6 +278,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
             if process.main:
                 log.info('time limit of %.1f min reached after epoch %d', cfg.time_limit_minutes, epoch + 1)
             break
+        epoch += 1
     if writer is not None:
         writer.close()
     if process.main:

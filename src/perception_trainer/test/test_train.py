@@ -140,6 +140,25 @@ def test_same_seed_same_weights_whatever_the_loader_workers(small_set: Path, cli
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
 
+def test_a_time_limit_fits_the_schedule_so_the_learning_rate_has_decayed_when_time_is_up(
+        small_set: Path, cli: Callable, tmp_path: Path) -> None:
+    out = tmp_path / 'timed'
+    cli('train', '--train-data', small_set, '--val-data', small_set, '--epochs', 500, '--time-limit-minutes',
+        0.15, '--lr', 0.004, '--warmup-epochs', 0.5, '--out', out, *TINY)
+    history = _history(out)
+    planned = [r['planned_epochs'] for r in history]
+    assert 1 < len(history) < 500, 'stopped by the limit, far from the 500 epochs asked for'
+    # the last epoch is the one the fitted schedule planned to end with, and ends the cosine
+    assert planned[-1] == len(history)
+    assert history[-1]['lr'] < 0.5 * 0.004 < history[0]['lr'] or len(history) <= 2
+    # without fitting, the same limit stops the 500-epoch schedule near its peak
+    plain = tmp_path / 'plain'
+    cli('train', '--train-data', small_set, '--val-data', small_set, '--epochs', 500, '--time-limit-minutes',
+        0.15, '--fit-schedule', 'false', '--lr', 0.004, '--warmup-epochs', 0.5, '--out', plain, *TINY)
+    assert _history(plain)[-1]['lr'] > 0.9 * 0.004
+    assert 'planned_epochs' not in _history(plain)[-1]
+
+
 def test_lesson_model_trains_exports_and_evaluates(small_set: Path, cli: Callable, tmp_path: Path) -> None:
     run, bundle, report = tmp_path / 'run', tmp_path / 'bundle', tmp_path / 'eval'
     cli('train', '--arch', 'lesson', '--train-data', small_set, '--val-data', small_set, '--epochs', 1,

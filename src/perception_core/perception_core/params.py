@@ -104,7 +104,7 @@ PARAMETERS: tuple[Parameter, ...] = (
       minimum=1),
     P('performance.batch_window_ms', -1.0, 'With ros_integration.cameras: how long (ms) a frame waits for '
       'the other cameras\' frames expected within it, to run them as one batch; a camera late or silent is '
-      'not waited for. -1 = min(5 ms, a quarter of the runtime.inference_frequency period); 0 = no '
+      'not waited for. -1 = min(1 ms, a quarter of the runtime.inference_frequency period); 0 = no '
       'waiting (batch only what is already there).', minimum=-1.0, extension=True),
     P('performance.workspace_size', 2147483648, 'TensorRT builder workspace in bytes; used when the node '
       'builds an engine.', minimum=0),

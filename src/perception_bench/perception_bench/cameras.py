@@ -66,7 +66,9 @@ def camera_topics(n: int) -> list[tuple[str, str, str]]:
 VARIANTS = {'window0': ('window 0 ms', {'batch_window_ms': 0.0}),
             'window1': ('window 1 ms', {'batch_window_ms': 1.0}),
             'window5': ('window 5 ms', {'batch_window_ms': 5.0}),
-            'nobatch': ('batches of 1', {'max_batch_size': 1})}
+            'nobatch': ('batches of 1', {'max_batch_size': 1}),
+            'omp1': ('OMP_NUM_THREADS=1', {})}
+VARIANT_ENV = {'omp1': {'OMP_NUM_THREADS': '1'}}  # environment a variant's node process adds
 
 
 def variant(config: Path, tag: str, ros_integration: dict[str, Any], performance: dict[str, Any]) -> Path:
@@ -110,19 +112,50 @@ def cpu_seconds(processes: list[subprocess.Popen]) -> float:
     return total
 
 
+def thread_seconds(processes: list[subprocess.Popen]) -> dict[tuple[str, int], float]:
+    """CPU seconds (user + system) of each thread of the processes, by (name, thread id): Linux
+    /proc/PID/task/TID/comm names them (the node's worker is 'detector', DDS threads 'dds.*';
+    Python's own threads and OpenMP's carry the process's name)."""
+    found: dict[tuple[str, int], float] = {}
+    for process in processes:
+        for thread in psutil.Process(process.pid).threads():
+            try:
+                name = Path(f'/proc/{process.pid}/task/{thread.id}/comm').read_text().strip()
+            except OSError:  # the thread ended, or not Linux
+                name = '?'
+            found[name, thread.id] = thread.user_time + thread.system_time
+    return found
+
+
+def cores_by_thread(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float],
+                    wall: float) -> dict[str, list[float]]:
+    """Cores each thread used between two ``thread_seconds``, by name, busiest first (> 0.002)."""
+    by_name: dict[str, list[float]] = {}
+    for (name, tid), seconds in after.items():
+        cores = (seconds - before.get((name, tid), 0.0)) / wall
+        if cores > 0.002:
+            by_name.setdefault(name, []).append(round(cores, 3))
+    return {name: sorted(values, reverse=True) for name, values in sorted(by_name.items())}
+
+
 def stream(receiver: CameraReceiver, cameras: list[tuple[str, str]], *, args: argparse.Namespace,
-           folder: Path, npz: Path, env: dict[str, str], nodes: list[subprocess.Popen]) -> float:
+           folder: Path, npz: Path, env: dict[str, str], nodes: list[subprocess.Popen],
+           threads: dict[str, list[float]] | None = None) -> float:
     """One frame_source per (camera name, image topic) at the camera rate, the receiver spinning
-    until they end and one second after; -> the ``nodes``' CPU while streaming, in cores."""
+    until they end and one second after; -> the ``nodes``' CPU while streaming, in cores (and in
+    ``threads``, cores by thread name)."""
     repeat = max(1, round(args.seconds * args.rate / 30))
     sources = [subprocess.Popen([sys.executable, '-m', 'perception_bench.frame_source', str(npz),
                                  '--topic', topic, '--rate', str(args.rate), '--repeat', str(repeat),
                                  '--frame-id', name, '--log', str(folder / f'{name}.sent.json')], env=env)
                for name, topic in cameras]
-    start_wall, start_cpu = time.monotonic(), cpu_seconds(nodes)
+    start_wall, start_cpu, start_threads = time.monotonic(), cpu_seconds(nodes), thread_seconds(nodes)
     while any(source.poll() is None for source in sources):
         receiver.executor.spin_once(timeout_sec=0.05)
-    cores = (cpu_seconds(nodes) - start_cpu) / (time.monotonic() - start_wall)
+    wall = time.monotonic() - start_wall
+    cores = (cpu_seconds(nodes) - start_cpu) / wall
+    if threads is not None:
+        threads.update(cores_by_thread(start_threads, thread_seconds(nodes), wall))
     end = time.monotonic() + 1.0
     while time.monotonic() < end:
         receiver.executor.spin_once(timeout_sec=0.05)
@@ -175,7 +208,8 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
     plans = node_plans(config, model, args, n=n, batched=batched, folder=folder, performance=performance)
     try:
         with contextlib.ExitStack() as stack:
-            nodes = [stack.enter_context(running_node(plan, folder / f'{plan.node_name}.console', env))
+            node_env = {**env, **VARIANT_ENV.get(variant_name or '', {})}
+            nodes = [stack.enter_context(running_node(plan, folder / f'{plan.node_name}.console', node_env))
                      for plan in plans]
             for subscription in subscriptions:
                 try:
@@ -184,8 +218,9 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
                     for plan in plans:
                         print(log_tail(folder / f'{plan.node_name}.console', lines=40), file=sys.stderr)
                     raise
+            threads: dict[str, list[float]] = {}
             cores = stream(receiver, [(name, topic) for name, topic, _ in cameras], args=args, folder=folder,
-                           npz=npz, env=env, nodes=nodes)
+                           npz=npz, env=env, nodes=nodes, threads=threads)
     finally:
         receiver.close()
     per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
@@ -194,8 +229,8 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
     internal = {plan.node_name: node_internal(folder / tag) for plan, tag in
                 zip(plans, ['batched'] if batched else [name for name, _, _ in cameras], strict=True)}
     return {'cameras': n, 'configuration': f'{configuration}, {label}' if label else configuration,
-            'node_processes': len(plans), 'cores_used': round(cores, 3), 'per_camera': per_camera,
-            'nodes': internal}
+            'node_processes': len(plans), 'cores_used': round(cores, 3), 'cores_by_thread': threads,
+            'per_camera': per_camera, 'nodes': internal}
 
 
 def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 10.0, cameras: str = '1,2,4',

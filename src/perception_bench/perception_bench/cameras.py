@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,8 +68,19 @@ VARIANTS = {'window0': ('window 0 ms', {'batch_window_ms': 0.0}),
             'window1': ('window 1 ms', {'batch_window_ms': 1.0}),
             'window5': ('window 5 ms', {'batch_window_ms': 5.0}),
             'nobatch': ('batches of 1', {'max_batch_size': 1}),
-            'omp1': ('OMP_NUM_THREADS=1', {})}
-VARIANT_ENV = {'omp1': {'OMP_NUM_THREADS': '1'}}  # environment a variant's node process adds
+            'omp1': ('OMP_NUM_THREADS=1', {}),
+            'sample': ('stacks sampled', {})}
+SAMPLER = Path(__file__).resolve().parent / 'stack_sampler'  # its sitecustomize.py
+
+
+def variant_env(name: str | None, folder: Path) -> dict[str, str]:
+    """The environment a variant's node processes add: OpenMP's threads, or the stack sampler."""
+    if name == 'omp1':
+        return {'OMP_NUM_THREADS': '1'}
+    if name == 'sample':
+        path = os.pathsep.join(p for p in (str(SAMPLER), os.environ.get('PYTHONPATH', '')) if p)
+        return {'PYTHONPATH': path, 'PERCEPTION_STACK_SAMPLES': str(folder / 'stacks.json')}
+    return {}
 
 
 def variant(config: Path, tag: str, ros_integration: dict[str, Any], performance: dict[str, Any]) -> Path:
@@ -140,18 +152,23 @@ def cores_by_thread(before: dict[tuple[str, int], float], after: dict[tuple[str,
 
 def stream(receiver: CameraReceiver, cameras: list[tuple[str, str]], *, args: argparse.Namespace,
            folder: Path, npz: Path, env: dict[str, str], nodes: list[subprocess.Popen],
-           threads: dict[str, list[float]] | None = None) -> float:
+           threads: dict[str, list[float]] | None = None, sampled: bool = False) -> float:
     """One frame_source per (camera name, image topic) at the camera rate, the receiver spinning
     until they end and one second after; -> the ``nodes``' CPU while streaming, in cores (and in
-    ``threads``, cores by thread name)."""
+    ``threads``, cores by thread name). ``sampled``: the nodes run the stack sampler, told when
+    streaming starts and ends (SIGUSR1, SIGUSR2)."""
     repeat = max(1, round(args.seconds * args.rate / 30))
     sources = [subprocess.Popen([sys.executable, '-m', 'perception_bench.frame_source', str(npz),
                                  '--topic', topic, '--rate', str(args.rate), '--repeat', str(repeat),
                                  '--frame-id', name, '--log', str(folder / f'{name}.sent.json')], env=env)
                for name, topic in cameras]
+    for node in nodes if sampled else []:
+        node.send_signal(signal.SIGUSR1)
     start_wall, start_cpu, start_threads = time.monotonic(), cpu_seconds(nodes), thread_seconds(nodes)
     while any(source.poll() is None for source in sources):
         receiver.executor.spin_once(timeout_sec=0.05)
+    for node in nodes if sampled else []:
+        node.send_signal(signal.SIGUSR2)
     wall = time.monotonic() - start_wall
     cores = (cpu_seconds(nodes) - start_cpu) / wall
     if threads is not None:
@@ -208,7 +225,7 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
     plans = node_plans(config, model, args, n=n, batched=batched, folder=folder, performance=performance)
     try:
         with contextlib.ExitStack() as stack:
-            node_env = {**env, **VARIANT_ENV.get(variant_name or '', {})}
+            node_env = {**env, **variant_env(variant_name, folder)}
             nodes = [stack.enter_context(running_node(plan, folder / f'{plan.node_name}.console', node_env))
                      for plan in plans]
             for subscription in subscriptions:
@@ -220,7 +237,7 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
                     raise
             threads: dict[str, list[float]] = {}
             cores = stream(receiver, [(name, topic) for name, topic, _ in cameras], args=args, folder=folder,
-                           npz=npz, env=env, nodes=nodes, threads=threads)
+                           npz=npz, env=env, nodes=nodes, threads=threads, sampled=variant_name == 'sample')
     finally:
         receiver.close()
     per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
@@ -230,7 +247,9 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
                 zip(plans, ['batched'] if batched else [name for name, _, _ in cameras], strict=True)}
     return {'cameras': n, 'configuration': f'{configuration}, {label}' if label else configuration,
             'node_processes': len(plans), 'cores_used': round(cores, 3), 'cores_by_thread': threads,
-            'per_camera': per_camera, 'nodes': internal}
+            'per_camera': per_camera, 'nodes': internal,
+            **({'stacks': json.loads((folder / 'stacks.json').read_text())['charged']}
+               if (folder / 'stacks.json').is_file() else {})}
 
 
 def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 10.0, cameras: str = '1,2,4',

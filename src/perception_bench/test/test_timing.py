@@ -84,3 +84,10 @@ def test_benchmark_command_writes_json_and_a_table(tiny_bundle: Path, tmp_path: 
     report = json.loads(out.read_text())
     assert [r['batch_size'] for r in report['results']] == [1, 2]
     assert 'p50 ms' in result.stdout and 'ONNX Runtime' in result.stdout
+
+
+def test_cores_by_thread_names_each_busy_thread_busiest_first() -> None:
+    from perception_bench.cameras import cores_by_thread
+    before = {('detector', 1): 1.0, ('python', 2): 5.0, ('python', 3): 0.0}
+    after = {('detector', 1): 2.0, ('python', 2): 5.001, ('python', 3): 4.0, ('dds.shm.7', 4): 0.2}
+    assert cores_by_thread(before, after, 10.0) == {'dds.shm.7': [0.02], 'detector': [0.1], 'python': [0.4]}

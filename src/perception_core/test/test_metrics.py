@@ -54,3 +54,12 @@ def test_monitor_document_and_atomic_write(tmp_path):
     assert json.loads(path.read_text())['frames_received'] == 1
     assert os.listdir(path.parent) == ['m.json'], 'no temporary file may be left behind'
     assert monitor.profile.document()['infer']['p50_ms'] == 4.0
+
+
+def test_the_monitoring_document_counts_batches_by_size_only_where_there_were_any() -> None:
+    from perception_core.metrics import Monitor
+    monitor = Monitor(['infer'])
+    assert 'batches' not in monitor.document(0.0)
+    monitor.batches[2] += 3
+    monitor.batches[1] += 1
+    assert monitor.document(0.0)['batches'] == {'1': 1, '2': 3}

@@ -175,3 +175,23 @@ def test_a_checkpoint_that_recorded_the_old_arch_name_resumes(tmp_path: Path) ->
     assert _checkpoint_to_resume(cfg, ARCH, ['cup'], distributed.Process())['epoch'] == 1
     with pytest.raises(ValueError, match='trained for lesson on'):
         _checkpoint_to_resume(cfg, ARCHITECTURES['centernet'], ['cup'], distributed.Process())
+
+
+def test_a_fitted_horizon_ends_the_cosine_when_the_time_does() -> None:
+    from perception_trainer.schedule import FINAL_LR, Horizon, lr_factor
+    cfg = TrainConfig(train_data='-', lr=3e-3, warmup_epochs=1.0, epochs=40)
+    horizon = Horizon(cfg.epochs)
+    # 2 epochs done at 20 s each, 100 s left: 5 more fit
+    assert horizon.fit(cfg, 2, 20.0, 100.0) == 7
+    assert horizon.fit(cfg, 2, 1.0, 1e6) == 40  # never beyond the recipe's epochs
+    assert horizon.fit(cfg, 5, 20.0, -3.0) == 5  # out of time: this epoch was the last
+    horizon.fit(cfg, 2, 20.0, 100.0)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    steps = 10
+    scheduler = warmup_cosine(optimizer, cfg, steps, start_step=0, horizon=horizon)
+    for _ in range(horizon.epochs * steps - 1):
+        optimizer.step()
+        scheduler.step()
+    last = optimizer.param_groups[0]['lr']
+    assert last == pytest.approx(cfg.lr * lr_factor(7 - 1 / steps, cfg, 7)) and last < 0.03 * cfg.lr
+    assert lr_factor(7, cfg, 7) == pytest.approx(FINAL_LR)

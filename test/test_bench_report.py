@@ -119,12 +119,14 @@ def test_the_cameras_and_family_sections_render_with_the_camera_targets():
     from perception_bench.report import _cameras, _family, _targets, camera_targets
 
     def row(n, configuration, answered, cores, floor=None):
-        return {'cameras': n, 'configuration': configuration, 'cores_used': cores, 'transport_floor_p50_ms': floor,
+        return {'cameras': n, 'configuration': configuration, 'cores_used': cores,
+                'transport_floor_p50_ms': floor,
                 'per_camera': {f'cam{i}': {'answered_fraction': answered, 'p50_ms': 2.0 + i, 'p99_ms': 9.0}
                                for i in range(n)}}
 
     cameras = {'frame': '640x480 rgb8', 'model': '/m/model.ts', 'seconds': 6, 'rate_hz': 30,
-               'results': [row(1, 'one batching node', 1.0, 0.2), row(4, 'one batching node', 0.995, 0.8, 3.5),
+               'results': [row(1, 'one batching node', 1.0, 0.2),
+                           row(4, 'one batching node', 0.995, 0.8, 3.5),
                            row(4, '4 separate nodes', 0.97, 1.6, 3.5)]}
     # answered, CPU, e2e p50 (the worst camera's 5.0 ms) against floor + 2 ms, CPU against 4 nodes
     assert [r[2] for r in camera_targets(cameras)] == ['met'] * 4

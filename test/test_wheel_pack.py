@@ -16,8 +16,8 @@ TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'wheel_pack.py'
 
 
 def run(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], check=False, capture_output=True,
+                          text=True, timeout=120)
 
 
 def make_wheel(path: Path) -> dict[str, bytes]:
@@ -46,7 +46,7 @@ def test_packed_wheels_unpack_with_the_same_contents_and_install(tmp_path: Path)
     target = tmp_path / 'site'
     installed = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-index', '--no-deps',
                                 '--target', str(target), str(out / 'demo-1.0-py3-none-any.whl')],
-                               capture_output=True, text=True, timeout=120)
+                               check=False, capture_output=True, text=True, timeout=120)
     assert installed.returncode == 0, installed.stderr
     assert (target / 'demo' / '__init__.py').read_bytes() == files['demo/__init__.py']
 

@@ -162,8 +162,9 @@ def _checkpoint_to_resume(cfg: TrainConfig, arch: Architecture, classes: Sequenc
     return saved
 
 
-def _training_state(run: Run, steps: int, start_epoch: int, horizon: Horizon, *, resuming: bool
-                    ) -> TrainingState:
+def _training_state(run: Run, steps: int, start_epoch: int, horizon: Horizon | None = None, *,
+                    resuming: bool) -> TrainingState:
+    """``horizon``: the schedule's length, which a time-fitted run changes (None: ``cfg.epochs``)."""
     cfg, device = run.cfg, run.device
     model = run.arch.model(len(run.classes), cfg.backbone, cfg.size)
     if cfg.pretrained and not resuming:  # a resumed run's weights come from its checkpoint

@@ -53,17 +53,17 @@ class Peers(foreign_models.Report):
             'models': [], 'stages': {}}
 
 
-def member(spec: str) -> tuple[str, str]:
-    """'resnet18' or 'tiny:m' -> (backbone, size); the size defaults to n."""
+def member(spec: str) -> tuple[str, str, str]:
+    """'resnet18' or 'tiny:m' -> (backbone, size, name of its run, bundle and log); size n by default."""
     backbone, _, size = spec.partition(':')
-    return backbone, size or 'n'
+    size = size or 'n'
+    return backbone, size, f'{backbone}_{size}'
 
 
 def start_ours(spec: str, args: argparse.Namespace, data_root: Path, workers: int) -> subprocess.Popen:
     """The default recipe (config/train_default.yaml) on one backbone and size, as its own process:
     trains, exports, scores the held-out set into model.json."""
-    backbone, size = member(spec)
-    name = f'{backbone}_{size}'
+    backbone, size, name = member(spec)
     command = [sys.executable, '-m', 'perception_trainer.recipe', '--backbone', backbone, '--size', size,
                '--device', 'cuda', '--workers', str(workers), '--time-limit-minutes', str(args.minutes),
                '--data-dir', str(data_root), '--out', str(args.work / 'runs' / name),
@@ -80,16 +80,16 @@ def cpu_frame_ms(bundle_dir: Path) -> float | None:
 
 
 def ours_row(spec: str, work: Path) -> dict:
-    backbone, size = member(spec)
-    bundle_dir = work / 'bundles' / f'{backbone}_{size}'
+    backbone, size, name = member(spec)
+    bundle_dir = work / 'bundles' / name
     document = json.loads((bundle_dir / 'model.json').read_text())
     held_out = document['metrics']['held_out']
-    spec = document['input']
+    image = document['input']
     module = torch.jit.load(str(bundle_dir / 'model.ts'), map_location='cuda')
     return {'name': f'ours {backbone} {size}', 'kind': 'ours', 'parameters': document['model']['parameters'],
-            'gflops': document['model']['gflops'], 'input': f"{spec['width']}x{spec['height']}",
+            'gflops': document['model']['gflops'], 'input': f"{image['width']}x{image['height']}",
             'epochs': document['training']['epochs'], 'map50_95': held_out['mAP'], 'map50': held_out['mAP50'],
-            'gpu_network_ms': graph_network_ms(module, (1, 3, spec['height'], spec['width'])),
+            'gpu_network_ms': graph_network_ms(module, (1, 3, image['height'], image['width'])),
             'cpu_frame_ms': cpu_frame_ms(bundle_dir)}
 
 

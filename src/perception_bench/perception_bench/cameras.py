@@ -96,7 +96,9 @@ def variant(config: Path, tag: str, ros_integration: dict[str, Any], performance
 
 
 def node_plans(config: Path, model: Path, args: argparse.Namespace, *, n: int, batched: bool,
-               folder: Path, performance: dict[str, Any]) -> list[Any]:
+               folder: Path, performance: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(tag, launch plan) of each node: 'batched', or one per camera by its name; each node's
+    files go into ``folder / tag``."""
     camera = f'{args.width}x{args.height} rgb8'
     cameras = camera_topics(n)
     if batched:
@@ -110,7 +112,7 @@ def node_plans(config: Path, model: Path, args: argparse.Namespace, *, n: int, b
         path = variant(config, tag, keys, performance)
         try:
             (folder / tag).mkdir(parents=True, exist_ok=True)
-            plans.append(node_plan(path, model, args.backend, args.rate, folder / tag, camera=camera))
+            plans.append((tag, node_plan(path, model, args.backend, args.rate, folder / tag, camera=camera)))
         finally:
             path.unlink(missing_ok=True)
     return plans
@@ -241,7 +243,8 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
     cameras = camera_topics(n)
     subscriptions = [receiver.listen_topic(Detection2DArray, output) for _, _, output in cameras]
     label, performance = VARIANTS[variant_name] if variant_name else ('', {})
-    plans = node_plans(config, model, args, n=n, batched=batched, folder=folder, performance=performance)
+    tagged = node_plans(config, model, args, n=n, batched=batched, folder=folder, performance=performance)
+    plans = [plan for _, plan in tagged]
     try:
         with contextlib.ExitStack() as stack:
             node_env = {**env, **variant_env(variant_name, folder)}
@@ -262,8 +265,7 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
     per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
     configuration = 'one node' if n == 1 else 'one batching node' if batched else f'{n} separate nodes'
     # each node's own counts and per-stage profile (its monitoring and profile files)
-    internal = {plan.node_name: node_internal(folder / tag) for plan, tag in
-                zip(plans, ['batched'] if batched else [name for name, _, _ in cameras], strict=True)}
+    internal = {plan.node_name: node_internal(folder / tag) for tag, plan in tagged}
     return {'cameras': n, 'configuration': f'{configuration}, {label}' if label else configuration,
             'node_processes': len(plans), 'cores_used': round(cores, 3), 'cores_by_thread': threads,
             'per_camera': per_camera, 'nodes': internal,

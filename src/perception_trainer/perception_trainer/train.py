@@ -240,7 +240,6 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
            if process.distributed else state.model)
     writer = SummaryWriter(str(out / 'tensorboard')) if process.main else None
 
-    fitting = cfg.time_limit_minutes > 0 and cfg.fit_schedule
     loop_started, epoch = time.perf_counter(), start_epoch
     while epoch < horizon.epochs:
         train_data.epoch = epoch
@@ -251,16 +250,18 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
             'epoch': epoch + 1, 'train_loss': losses.means['loss'],
             'train_loss_parts': {k: v for k, v in losses.means.items() if k != 'loss'},
             'lr': losses.lr, 'images_per_s': steps * cfg.batch_size * process.world / losses.seconds}
-        # elapsed and pace agreed by every process (their mean), so all stop after the same epoch
-        now = time.perf_counter()
-        elapsed, pace = (float(v) for v in distributed.mean(process, torch.tensor(
-            [elapsed_before + now - started, (now - loop_started) / (epoch + 1 - start_epoch)],
-            dtype=torch.float64, device=run.device)))
-        if fitting:  # the epochs this pace fits in the time left (the last epoch's validation included)
-            left = cfg.time_limit_minutes * 60 - elapsed
-            record['planned_epochs'] = horizon.fit(cfg, epoch + 1, pace, left)
+        out_of_time = False
+        if cfg.time_limit_minutes > 0:
+            # elapsed and pace agreed by every process (their mean), so all stop after the same epoch
+            now = time.perf_counter()
+            elapsed, pace = (float(v) for v in distributed.mean(process, torch.tensor(
+                [elapsed_before + now - started, (now - loop_started) / (epoch + 1 - start_epoch)],
+                dtype=torch.float64, device=run.device)))
+            if cfg.fit_schedule:  # the epochs this pace (last validation included) fits in the time left
+                left = cfg.time_limit_minutes * 60 - elapsed
+                record['planned_epochs'] = horizon.fit(cfg, epoch + 1, pace, left)
+            out_of_time = elapsed > cfg.time_limit_minutes * 60
         last = epoch + 1 == horizon.epochs
-        out_of_time = cfg.time_limit_minutes > 0 and elapsed > cfg.time_limit_minutes * 60
         metrics = None
         if (epoch + 1) % cfg.eval_interval == 0 or last or out_of_time:
             record['val_loss'], metrics = evaluate(state.average.model, val_loader, run)

@@ -209,9 +209,8 @@ class TorchCudaBackend(Backend):
         self.graphs = graphs
         self._images: dict[tuple, ImageProgram] = {}  # by (shape, rgb_channels), least recent first
         self._batches: dict[tuple, BatchProgram] = {}  # by the images' (shape, rgb_channels), likewise
-        two = torch.zeros(bundle.input.shape(2), device=self.device)
-        self.batch_limit = probed_batch_limit(dynamic_batch_limit(options),
-                                              lambda: network(self.module, two, self.dtype))
+        self.batch_limit = probed_batch_limit(dynamic_batch_limit(options), lambda: network(
+            self.module, torch.zeros(bundle.input.shape(2), device=self.device), self.dtype))
         self._tensor: Program | None = None
         mode = ('CUDA graph' if graphs else 'eager') + frozen
         super().__init__(f'PyTorch {torch.__version__} CUDA {torch.cuda.get_device_name()} '

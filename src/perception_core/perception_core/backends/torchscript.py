@@ -39,10 +39,9 @@ class TorchScriptBackend(Backend):
         # so they are on the device once.
         self._extras = tuple(torch.from_numpy(a).to(self.device)
                              for a in bundle.input.extra_arrays().values())
-        two = np.zeros(bundle.input.shape(2), np.float32)
         # extra inputs are sized for one frame: per frame then
-        self.batch_limit = 1 if self._extras else probed_batch_limit(dynamic_batch_limit(options),
-                                                                     lambda: self.infer(two))
+        self.batch_limit = 1 if self._extras else probed_batch_limit(
+            dynamic_batch_limit(options), lambda: self.infer(np.zeros(bundle.input.shape(2), np.float32)))
         batching = f'batch up to {self.batch_limit}' if self.batch_limit > 1 else 'batch 1'
         super().__init__(f'TorchScript{compiled} torch {torch.__version__} on {self.device} '
                          f'({path.name}, {batching})')

@@ -221,3 +221,30 @@ def test_failed_configure_then_configure_again_and_sigint_while_active(tmp_path,
     assert 'finalized (shutdown from active)' in output, output
     monitoring = json.loads((tmp_path / 'monitoring.json').read_text())
     assert monitoring['frames_processed'] >= 3, monitoring
+
+
+@pytest.mark.slow
+def test_sigint_during_a_long_configure_ends_it_and_the_process(tmp_path, ros_env, manager):
+    """A configure that takes long (an engine build, here warm-ups for many large camera images) is
+    cut short by SIGINT, as a plain node's start-up is: configure fails with what it built released,
+    the shutdown transition runs, the process exits 0 without a traceback."""
+    sizes = [f'{4096 - 8 * i}x3072 rgb8' for i in range(40)]  # each a full frame through the node
+    params = lifecycle_params(tmp_path, runtime__warmup_images=', '.join(sizes))
+    log = tmp_path / 'node.log'
+    node = start_node(params, ros_env)
+    try:
+        assert manager.state() == 'unconfigured'
+        manager.change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        # the network's own size is warmed up first; the 40 camera sizes after it
+        wait_for(lambda: count(log, WARMED) >= 2, 60, 'the first warm-ups of configure', node)
+        node.send_signal(signal.SIGINT)
+        returncode = node.wait(timeout=30)
+    finally:
+        output = stop_node(node)
+    assert returncode == 0, output
+    assert 'Traceback' not in output and 'KeyboardInterrupt' not in output, output
+    text = log.read_text()
+    assert 'SIGINT during configure: stopping' in text, text
+    assert count(log, WARMED) < 1 + len(sizes), text  # it stopped inside the warm-ups
+    assert 'configured: model loaded' not in text, text
+    assert 'finalized (shutdown from unconfigured)' in output, output

@@ -8,12 +8,14 @@ answering with the model kept; cleanup unloads it (final files written, backend 
 logged as an ERROR and the node stays where it was (unconfigured or inactive), alive for another try.
 Parameters are read at configure: while unconfigured they may be changed, after that they are refused.
 
-Limitation: a transition runs in the executor, so a SIGINT during a long configure (an engine build)
-is acted on when it returns, not at once as during a plain node's start-up.
+A SIGINT/SIGTERM during configure (an engine build can take minutes) ends it at once, as during a
+plain node's start-up: configure returns FAILURE with what it built released, and the spin loop,
+seeing the stop, runs the shutdown transition (``node.main``).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -23,6 +25,7 @@ from rclpy.node import Node
 from perception_core.params import ParameterError, by_name, check_value
 
 from .pipeline import DEFAULT_NAME, DetectionPipeline
+from .shutdown import StopRequest
 from .startup import StartupError
 
 KEY = 'ros_integration.lifecycle'
@@ -47,8 +50,9 @@ def lifecycle_requested() -> bool:
 class DetectionLifecycleNode(LifecycleNode):
     """Unconfigured at construction (parameters declared, nothing loaded); see the module doc."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, stop: StopRequest | None = None, **kwargs: Any) -> None:
         super().__init__(DEFAULT_NAME, **kwargs)
+        self.stop = stop  # the process's: a signal during configure ends that configure
         self.pipeline = DetectionPipeline(self)
         self.pipeline.declare()
         self.finalized = False
@@ -67,8 +71,16 @@ class DetectionLifecycleNode(LifecycleNode):
         return SUCCESS
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        result = self._step('configure', self.pipeline.configure)
+        try:
+            with self.stop.interruptible() if self.stop is not None else nullcontext():
+                result = self._step('configure', self.pipeline.configure)
+        except KeyboardInterrupt:  # the first SIGINT/SIGTERM, raised wherever configure was
+            result = FAILURE
         if result == FAILURE:
+            if self.stop is not None and self.stop.requested:
+                log = self.pipeline.log
+                (log.info if log is not None else self.get_logger().info)(
+                    f'{self.stop.name} during configure: stopping')
             self.pipeline.release()  # what it built before failing: backend, publishers, log file
         else:
             self.pipeline.log.info('configured: model loaded and warmed up; activate to answer frames')

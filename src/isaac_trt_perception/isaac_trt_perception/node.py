@@ -78,7 +78,7 @@ def _run(stop: StopRequest, args: list[str] | None) -> int:
         with stop.interruptible():  # Ctrl-C still ends a long start-up (an engine build)
             init_ros(args)
             # ros_integration.lifecycle, read as rcl reads the node's parameters (lifecycle.py)
-            node = DetectionLifecycleNode() if lifecycle_requested() else DetectionNode()
+            node = DetectionLifecycleNode(stop) if lifecycle_requested() else DetectionNode()
     except KeyboardInterrupt:
         pass  # the first signal; if the node is whole (it came as start-up ended), clean up below
     except Exception as exc:

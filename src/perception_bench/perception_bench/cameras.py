@@ -8,6 +8,9 @@ answered fraction and end-to-end p50/p99 per camera, and the node processes' CPU
 (cores used: user + system seconds over wall seconds, all node processes together, psutil).
 First, for each N, the transport floor: the same N streams straight to a subscriber here, no node.
 N = 1 runs the one-camera node only (the two configurations are the same node).
+``--trigger free`` (the default) lets each camera run on its own clock, as USB cameras do;
+``together`` starts every camera's frames on one shared schedule, as a hardware-triggered rig
+does, so N frames arrive at once: the case batching is for. ``--trigger free,together`` runs both.
 
     perception-cameras-bench --rate 30 --seconds 10 [--cameras 1,2,4] [-o out/bench/cameras.json]
 """
@@ -64,6 +67,7 @@ def camera_topics(n: int) -> list[tuple[str, str, str]]:
 
 # Batching-node variants beside the deployment's own settings (--variants): name -> (label, the
 # performance keys changed), to tell what batching itself costs from what one process costs.
+TRIGGERS = ('free', 'together')  # each camera on its own clock; every camera on one schedule
 VARIANTS = {'window0': ('window 0 ms', {'batch_window_ms': 0.0}),
             'window1': ('window 1 ms', {'batch_window_ms': 1.0}),
             'window5': ('window 5 ms', {'batch_window_ms': 5.0}),
@@ -179,9 +183,13 @@ def stream(receiver: CameraReceiver, cameras: list[tuple[str, str]], *, args: ar
     if nodes:
         wait_for_subscriptions(receiver, [topic for _, topic in cameras], nodes)
     repeat = max(1, round(args.seconds * args.rate / 30))
+    # together: every source's first slot 2 s ahead, past their discovery (a late one joins the
+    # schedule at its next slot)
+    start_at = ['--start-at', f'{time.time() + 2.0:.6f}'] if args.trigger == 'together' else []
     sources = [subprocess.Popen([sys.executable, '-m', 'perception_bench.frame_source', str(npz),
                                  '--topic', topic, '--rate', str(args.rate), '--repeat', str(repeat),
-                                 '--frame-id', name, '--log', str(folder / f'{name}.sent.json')], env=env)
+                                 '--frame-id', name, '--log', str(folder / f'{name}.sent.json'), *start_at],
+                                env=env)
                for name, topic in cameras]
     for node in nodes if sampled else []:
         node.send_signal(signal.SIGUSR1)
@@ -264,6 +272,8 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
         receiver.close()
     per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
     configuration = 'one node' if n == 1 else 'one batching node' if batched else f'{n} separate nodes'
+    if args.trigger == 'together' and n > 1:
+        configuration += ', triggered together'
     # each node's own counts and per-stage profile (its monitoring and profile files)
     internal = {plan.node_name: node_internal(folder / tag) for tag, plan in tagged}
     return {'cameras': n, 'configuration': f'{configuration}, {label}' if label else configuration,
@@ -275,12 +285,19 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
 
 def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 10.0, cameras: str = '1,2,4',
             backend: str = 'auto', width: int = 640, height: int = 480, domain_id: int | None = None,
-            progress: bool = True, variants: Sequence[str] = ()) -> dict[str, Any]:
+            progress: bool = True, variants: Sequence[str] = (), triggers: Sequence[str] = ('free',),
+            output: Path | None = None) -> dict[str, Any]:
     """Every configuration for each camera count in ``cameras`` (and the batching node's
-    ``variants`` for counts above 1): the JSON document (also the ``cameras`` section of
-    ``make bench``)."""
+    ``variants`` for counts above 1), for each of ``triggers`` (TRIGGERS; camera counts above 1
+    only for ``together``): the JSON document (also the ``cameras`` section of ``make bench``).
+    ``output``: the document so far is written there after every row, so a run cut short keeps
+    what it measured."""
+    unknown = [t for t in triggers if t not in TRIGGERS]
+    if unknown:
+        raise ValueError(f'triggers {", ".join(unknown)}: one of {", ".join(TRIGGERS)}')
     args = argparse.Namespace(rate=rate, seconds=seconds, backend=backend, width=width, height=height,
-                              domain_id=1 + os.getpid() % 100 if domain_id is None else domain_id)
+                              domain_id=1 + os.getpid() % 100 if domain_id is None else domain_id,
+                              trigger='free')
     config, model = Path(config).resolve(), Path(model).resolve()
     from perception.middleware import middleware_environment
 
@@ -288,24 +305,35 @@ def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 1
     os.environ.update(middleware_environment(middleware_config_dir(config), localhost_only=True))
     env = {**os.environ, 'ROS_DOMAIN_ID': str(args.domain_id), 'PYTHONUNBUFFERED': '1'}
     frames, source = bench_frames(30, width, height)
-    results = []
+    results: list[dict[str, Any]] = []
+    floors: dict[str, Any] = {}
+    document = {'frame': f'{width}x{height} rgb8', 'frames': source, 'rate_hz': rate, 'seconds': seconds,
+                'model': str(model), 'machine_cores': len(os.sched_getaffinity(0)), 'results': results,
+                'transport_floor': floors}
     with tempfile.TemporaryDirectory(prefix='cameras-bench-') as tmp:
         npz = save_frames(Path(tmp) / 'frames.npz', frames)
         counts = [int(c) for c in cameras.split(',')]
-        floors = {n: run_floor(args, n, Path(tmp) / f'{n}-floor', npz, env) for n in counts}
-        for n in counts:
-            runs = [(False, None)] if n == 1 else [(True, None), *((True, v) for v in variants),
-                                                   (False, None)]
-            for batched, name in runs:
-                folder = Path(tmp) / f'{n}-{"batched" if batched else "separate"}-{name or "default"}'
-                row = run_configuration(config, model, args, n=n, batched=batched, folder=folder, npz=npz,
-                                        env=env, variant_name=name)
-                results.append({**row, 'transport_floor_p50_ms': floors[n]['p50_ms']})
-                if progress:
-                    print(summary_line(results[-1], rate), flush=True)
-    return {'frame': f'{width}x{height} rgb8', 'frames': source, 'rate_hz': rate, 'seconds': seconds,
-            'model': str(model), 'machine_cores': len(os.sched_getaffinity(0)), 'results': results,
-            'transport_floor': {str(n): floor for n, floor in floors.items()}}
+        for trigger in triggers:
+            args.trigger = trigger
+            shown = [n for n in counts if trigger == 'free' or n > 1]
+            for n in shown:
+                key = str(n) if trigger == 'free' else f'{n} together'
+                floors[key] = run_floor(args, n, Path(tmp) / f'{n}-{trigger}-floor', npz, env)
+            for n in shown:
+                runs = [(False, None)] if n == 1 else [(True, None), *((True, v) for v in variants),
+                                                       (False, None)]
+                for batched, name in runs:
+                    kind = 'batched' if batched else 'separate'
+                    folder = Path(tmp) / f'{n}-{trigger}-{kind}-{name or "default"}'
+                    row = run_configuration(config, model, args, n=n, batched=batched, folder=folder, npz=npz,
+                                            env=env, variant_name=name)
+                    floor = floors[str(n) if trigger == 'free' else f'{n} together']
+                    results.append({**row, 'trigger': trigger, 'transport_floor_p50_ms': floor['p50_ms']})
+                    if progress:
+                        print(summary_line(results[-1], rate), flush=True)
+                    if output is not None:
+                        write_json(output, document)
+    return document
 
 
 def worst_camera(row: dict[str, Any]) -> tuple[float, float, float]:
@@ -336,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--cameras', default='1,2,4', help='camera counts, comma separated')
     parser.add_argument('--variants', default='', help='batching-node variants too, comma separated: '
                         + ', '.join(f'{k} ({label})' for k, (label, _) in VARIANTS.items()))
+    parser.add_argument('--trigger', default='free',
+                        help=f'camera timing, comma separated: {", ".join(TRIGGERS)} '
+                        '(free: each camera on its own clock; together: one shared schedule)')
     parser.add_argument('--domain-id', type=int, default=1 + os.getpid() % 100)
     parser.add_argument('-o', '--output', default='out/bench/cameras_bench.json')
     args = parser.parse_args(argv)
@@ -343,9 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f'--variants: {", ".join(unknown)} unknown; one of {", ".join(VARIANTS)}')
+    triggers = [t for t in args.trigger.split(',') if t]
+    if not triggers or any(t not in TRIGGERS for t in triggers):
+        parser.error(f'--trigger {args.trigger!r}: comma separated, of {", ".join(TRIGGERS)}')
     document = measure(Path(args.config), Path(args.model), rate=args.rate, seconds=args.seconds,
                        cameras=args.cameras, backend=args.backend, width=args.width, height=args.height,
-                       domain_id=args.domain_id, variants=variants)
+                       domain_id=args.domain_id, variants=variants, triggers=triggers,
+                       output=Path(args.output))
     write_json(args.output, document)
     print(f'wrote {args.output}')
     return 0

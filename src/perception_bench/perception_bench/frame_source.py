@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--wait-for', type=int, default=1, help='subscribers to wait for before starting')
     parser.add_argument('--wait-timeout', type=float, default=30.0)
     parser.add_argument('--log', help='JSON file: the stamp (ns) of every frame published, by index')
+    parser.add_argument('--start-at', type=float, default=None,
+                        help='wall-clock time (s since the epoch) of the first frame slot: sources given '
+                             'the same one publish in step, as cameras triggered together (default: free)')
     args = parser.parse_args(argv)
 
     import rclpy
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     published: list[dict[str, int]] = []
     period = 1.0 / args.rate
     start = time.monotonic()
+    if args.start_at is not None:  # the first slot of the shared schedule that is still ahead
+        ahead = args.start_at - time.time()
+        start += ahead % period if ahead < 0 else ahead
     for n in range(len(messages) * args.repeat):
         wait = start + n * period - time.monotonic()
         if wait > 0:

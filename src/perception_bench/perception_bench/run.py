@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--camera-counts', default='1,2,4', help='cameras section: camera counts')
     parser.add_argument('--camera-rate', type=float, default=30.0, help='cameras section: each camera\'s Hz')
     parser.add_argument('--camera-seconds', type=float, default=6.0, help='cameras section: seconds each')
+    parser.add_argument('--camera-trigger', default='free,together',
+                        help='cameras section: camera timing (perception-cameras-bench --trigger)')
     parser.add_argument('--family', default=FAMILY, help='family section: SIZE:BACKBONE[:WxH],...')
     parser.add_argument('--quick', action='store_true', help='few calls per run (tests); figures are rough')
     args = parser.parse_args(argv)
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         'cameras': lambda: cameras.measure(
             args.config.resolve(), node.node_backends(gpu_bundle.directory.resolve())[0][1],
             rate=args.camera_rate, seconds=2.0 if args.quick else args.camera_seconds,
-            cameras='1,2' if args.quick else args.camera_counts, progress=False),
+            cameras='1,2' if args.quick else args.camera_counts, progress=False,
+            triggers=[t for t in args.camera_trigger.split(',') if t]),
         'family': lambda: family.measure(members, Path(scratch.name) / 'family', effort),
         'training': lambda: training.measure(args.recipe.resolve(), quick=args.quick),
     }

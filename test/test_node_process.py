@@ -7,6 +7,7 @@ camera's headers, writes its own monitoring file, and the process stops on SIGIN
 no traceback. A second instance that cannot start (its own params file names a missing model)
 ends the process with exit 2, a FATAL line naming that node, the first one closed.
 A command line naming an instance that is not a --node, or a bad name, is a usage error (exit 2).
+A node with ros_integration.lifecycle true runs as a lifecycle node beside a plain one.
 """
 
 from __future__ import annotations
@@ -226,3 +227,62 @@ def test_a_bad_command_line_is_a_usage_error_naming_the_argument(ros_env: dict, 
                             timeout=30, check=False)
     assert result.returncode == 2 and message in result.stderr, result.stdout + result.stderr
     assert 'Traceback' not in result.stderr, result.stderr
+
+
+def test_a_lifecycle_node_beside_a_plain_one_in_one_process(tmp_path: Path, ros_env: dict,
+                                                             ros_domain_id: int) -> None:
+    """cam_right with ros_integration.lifecycle true (its own --param) starts unconfigured and
+    answers only once configured and activated over its own lifecycle services, while cam_left,
+    a plain node, answers from the start; SIGINT runs cam_right's shutdown transition, exit 0."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    out = tmp_path / 'out'
+    output = tmp_path / 'output.txt'
+    config = deployment_yaml(tmp_path, out)
+    cameras = Cameras(ros_domain_id)
+    get = cameras.node.create_client(GetState, '/right/cam_right/get_state')
+    change = cameras.node.create_client(ChangeState, '/right/cam_right/change_state')
+
+    def call(client, request):
+        assert client.wait_for_service(timeout_sec=30.0), f'{client.srv_name} not offered'
+        future = client.call_async(request)
+        deadline = time.monotonic() + 60.0
+        while not future.done():
+            assert time.monotonic() < deadline, f'no answer from {client.srv_name}'
+            cameras.spin_for(0.02)
+        return future.result()
+
+    def transition(transition_id: int) -> bool:
+        return call(change, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    try:
+        with output.open('w') as sink:
+            process = subprocess.Popen([str(NODES), '--config', str(config), *TWO_CAMERAS,
+                                        '--param', 'cam_right:ros_integration.lifecycle:=true'],
+                                       env=ros_env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            wait_for_line(process, output, READY)
+            assert call(get, GetState.Request()).current_state.label == 'unconfigured'
+            assert cameras.publishers['/right/cam_right'].get_subscription_count() == 0  # not subscribed
+            assert cameras.publishers['/left/cam_left'].get_subscription_count() == 1  # answering
+            assert transition(Transition.TRANSITION_CONFIGURE)
+            assert transition(Transition.TRANSITION_ACTIVATE)
+            assert call(get, GetState.Request()).current_state.label == 'active'
+            cameras.connect(process)
+            sent = cameras.send()
+            process.send_signal(signal.SIGINT)
+            returncode = process.wait(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        cameras.close()
+    text = clean_exit_output(returncode, output)
+    for fqn in TOPICS:
+        answers = cameras.answers[fqn]
+        assert len(answers) >= FRAMES // 2, (fqn, len(answers), text[-2000:])
+        assert set(answers) <= set(sent[fqn]), (fqn, answers)
+    assert 'finalized (shutdown from active)' in text, text[-3000:]
+    assert 'runs a plain node' not in text  # the lifecycle node is one, not a warned plain node

@@ -32,12 +32,13 @@ KEY = 'ros_integration.lifecycle'
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-def lifecycle_requested() -> bool:
-    """ros_integration.lifecycle for the node this process would start. Read through a short-lived
-    probe node of the same name (no rosout, no parameter services), so rcl applies the params files,
+def lifecycle_requested(**where: Any) -> bool:
+    """ros_integration.lifecycle for the node this process would start (with ``where``, the
+    ``namespace`` and ``cli_args`` it will be constructed with). Read through a short-lived probe
+    node of the same name (no rosout, no parameter services), so rcl applies the params files,
     their node-name keys, -r __node:= and -p exactly as it will for the detector node; parsing the
     params file here would be a second, different reader."""
-    probe = Node(DEFAULT_NAME, enable_rosout=False, start_parameter_services=False)
+    probe = Node(DEFAULT_NAME, enable_rosout=False, start_parameter_services=False, **where)
     try:
         value = probe.declare_parameter(KEY, False, ParameterDescriptor(dynamic_typing=True)).value
         return bool(check_value(by_name()[KEY], value))

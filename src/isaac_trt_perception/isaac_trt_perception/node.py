@@ -38,8 +38,8 @@ class DetectionNode(Node):
         self.pipeline.declare()
         self.pipeline.configure()
         if self.pipeline.values['ros_integration.lifecycle']:
-            # only perception-nodes (or an import) gets here with it set: node.main starts the lifecycle node
-            self.pipeline.log.warn('ros_integration.lifecycle is true but this process runs plain nodes: '
+            # only an import gets here with it set: node.main and perception-nodes start the lifecycle node
+            self.pipeline.log.warn('ros_integration.lifecycle is true but this process runs a plain node: '
                                    'answering from now on (isaac_trt_perception_node runs a lifecycle node)')
         self.pipeline.activate()
 

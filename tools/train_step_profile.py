@@ -1,0 +1,180 @@
+"""Where a training step's time goes (issue 17: ours saw 15 epochs in the peer table's 4 minutes,
+YOLO11n 34). For each member, on freshly rendered data:
+
+1. the loader alone: batches/s out of the trainer's own DataLoader (``train._loader``: cached
+   images, the default augmentation, targets), at each ``--workers`` count, nothing on the GPU;
+2. the step alone: one batch already on the device, ``--steps`` optimiser steps as
+   ``epoch.train_one_epoch`` runs them, whole (images/s) and phase by phase (a synchronise between
+   phases: normalise, forward, loss, finite check, backward, clip + optimiser, schedule, weight
+   average), and torch.profiler's top operators by self CPU time.
+
+If (1) is far above (2), the data pipeline is not what limits training; if (2)'s phases add up to
+much more than its whole, the GPU waits for Python between kernels.
+
+    python tools/train_step_profile.py --out OUT [--members resnet18:n,tiny:m] [--workers 4,8,12]
+    # the device: run  carry=[".whl_peers"]  command="bash tools/train_step_profile_device.sh"
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from perception_trainer import distributed
+from perception_trainer.architectures import ARCHITECTURES
+from perception_trainer.config import TrainConfig
+from perception_trainer.epoch import GRAD_CLIP, NOT_TARGETS, Run, _check_finite
+from perception_trainer.precision import autocast
+from perception_trainer.train import _configure_torch, _datasets, _loader, _training_state
+from perception_trainer.training_data import DetectionDataset, normalise
+
+
+def render(root: Path, images: int) -> Path:
+    if not (root / 'metadata.json').is_file():
+        subprocess.run([sys.executable, '-m', 'perception_trainer.generate', '--out', str(root),
+                        '--num-images', str(images), '--seed', '1'], check=True)
+    return root
+
+
+def setup(member: str, data: Path, device: torch.device, workers: int, out: Path, *, batch_size: int = 32
+          ) -> tuple[Run, DetectionDataset, TrainConfig]:
+    backbone, _, size = member.partition(':')
+    cfg = TrainConfig(train_data=str(data), val_fraction=0.05, backbone=backbone, size=size or 'n',
+                      device=device.type, workers=workers, out=str(out / 'run'), cache_images=True,
+                      batch_size=batch_size)
+    process = distributed.Process(rank=0, world=1, local_rank=0)
+    _configure_torch(cfg, device)
+    arch = ARCHITECTURES[cfg.arch]
+    spec = arch.input_spec(*arch.input_size)
+    train_set, samples, _, _ = _datasets(cfg, process)
+    dataset = DetectionDataset(samples, spec, arch.encode, len(train_set.classes), train=True,
+                               augment=cfg.augment, seed=cfg.seed, cache=True)
+    return Run(cfg, arch, spec, tuple(train_set.classes), process, device), dataset, cfg
+
+
+def loader_rate(dataset: DetectionDataset, cfg: TrainConfig, run: Run, batches: int) -> float:
+    """Images/s out of the trainer's DataLoader, after its first batch (worker start)."""
+    loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
+    iterator = iter(loader)
+    next(iterator)
+    start = time.perf_counter()
+    count = sum(len(batch['image']) for batch in itertools.islice(iterator, batches))
+    return count / (time.perf_counter() - start)
+
+
+def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
+    """train_one_epoch's step on one device-resident batch: whole, then phase by phase."""
+    state = _training_state(run, steps=1000, start_epoch=0, resuming=False)
+    net, cfg, device = state.model, run.cfg, run.device
+    net.train()
+    images_u8 = batch['image'].to(device)
+    targets = {k: v.to(device) for k, v in batch.items() if k not in NOT_TARGETS}
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    phases: dict[str, float] = {}
+
+    def mark(name: str, since: float) -> float:
+        sync()
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - since
+        return now
+
+    def step(timed: bool) -> None:
+        t = time.perf_counter()
+        images = normalise(images_u8, run.spec)
+        if run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        t = mark('normalise', t) if timed else t
+        with autocast(cfg, device):
+            outputs = net(images)
+        t = mark('forward', t) if timed else t
+        losses = run.arch.loss(outputs, targets)
+        values = torch.stack([v.detach() for v in losses.values()]).float()
+        t = mark('loss', t) if timed else t
+        _check_finite(values, list(losses), 'profile')
+        t = mark('finite check (host read)', t) if timed else t
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(losses['loss']).backward()
+        t = mark('backward', t) if timed else t
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), GRAD_CLIP)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        t = mark('clip + optimiser', t) if timed else t
+        state.scheduler.step()
+        t = mark('schedule', t) if timed else t
+        state.average.update(state.model)
+        mark('weight average', t) if timed else None
+
+    for _ in range(5):  # cuDNN autotuning, allocator
+        step(False)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(False)
+    sync()
+    whole = (time.perf_counter() - start) / steps
+    phases.clear()
+    for _ in range(steps):
+        step(True)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        for _ in range(5):
+            step(False)
+        sync()
+    batch_size = len(images_u8)
+    return {'batch_size': batch_size, 'step_ms': round(whole * 1e3, 2),
+            'images_per_s': round(batch_size / whole, 1),
+            'phases_ms': {k: round(v / steps * 1e3, 3) for k, v in phases.items()},
+            'phases_sum_ms': round(sum(phases.values()) / steps * 1e3, 2),
+            'profile_top': prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=18)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', type=Path, required=True)
+    parser.add_argument('--data', type=Path, default=Path('/tmp/profile_data'))
+    parser.add_argument('--images', type=int, default=2048)
+    parser.add_argument('--members', default='resnet18:n,tiny:m')
+    parser.add_argument('--workers', default='4,8,12')
+    parser.add_argument('--batches', type=int, default=40, help='loader batches per worker count')
+    parser.add_argument('--steps', type=int, default=40)
+    parser.add_argument('--batch-sizes', default='32', help='step section: batch sizes, comma separated')
+    args = parser.parse_args(argv)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = render(args.data, args.images)
+    gpu = torch.cuda.get_device_name(0) if device.type == 'cuda' else 'no GPU'
+    result: dict[str, Any] = {'machine': f'{gpu}, {os.cpu_count()} CPU cores', 'images': args.images,
+                              'members': {}}
+    for member in args.members.split(','):
+        found: dict[str, Any] = {'loader_images_per_s': {}}
+        for workers in [int(w) for w in args.workers.split(',')]:
+            run, dataset, cfg = setup(member, data, device, workers, args.out)
+            found['loader_images_per_s'][workers] = round(loader_rate(dataset, cfg, run, args.batches), 1)
+            print(member, 'loader', workers, found['loader_images_per_s'][workers], flush=True)
+        del dataset  # its loader's workers, so they take no core from the step's launches
+        for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
+            run, dataset, cfg = setup(member, data, device, 0, args.out, batch_size=batch_size)
+            loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
+            key = 'step' if batch_size == 32 else f'step_batch{batch_size}'
+            found[key] = step_phases(run, next(iter(loader)), args.steps)
+            print(member, key, json.dumps({k: v for k, v in found[key].items() if k != 'profile_top'}),
+                  flush=True)
+            print(found[key]['profile_top'], flush=True)
+        result['members'][member] = found
+        (args.out / 'train_step_profile.json').write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

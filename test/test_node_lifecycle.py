@@ -115,6 +115,16 @@ def lifecycle_params(tmp: Path, model: Path = SHIPPED, **changes: Any) -> Path:
     return deployment(tmp, model, ros_integration__lifecycle=True, **changes)
 
 
+def interrupt(node: subprocess.Popen) -> int:
+    node.send_signal(signal.SIGINT)
+    return node.wait(timeout=30)
+
+
+def assert_clean_exit(returncode: int, output: str) -> None:
+    assert returncode == 0, output
+    assert 'Traceback' not in output and 'KeyboardInterrupt' not in output, output
+
+
 def count(log: Path, line: str) -> int:
     return log.read_text().count(line) if log.is_file() else 0
 
@@ -210,12 +220,10 @@ def test_failed_configure_then_configure_again_and_sigint_while_active(tmp_path,
         assert manager.transition(Transition.TRANSITION_ACTIVATE)
         wait_for(lambda: manager.answers_since(start) >= 3, 20, 'answers once active', node)
         assert not (tmp_path / 'monitoring.json').exists()
-        node.send_signal(signal.SIGINT)
-        returncode = node.wait(timeout=20)
+        returncode = interrupt(node)
     finally:
         output = stop_node(node)
-    assert returncode == 0, output
-    assert 'Traceback' not in output and 'KeyboardInterrupt' not in output, output
+    assert_clean_exit(returncode, output)
     error = next(line for line in output.splitlines() if 'configure failed' in line)
     assert '[ERROR]' in error and 'model.path' in error, error
     assert 'finalized (shutdown from active)' in output, output
@@ -237,12 +245,10 @@ def test_sigint_during_a_long_configure_ends_it_and_the_process(tmp_path, ros_en
         manager.change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
         # the network's own size is warmed up first; the 40 camera sizes after it
         wait_for(lambda: count(log, WARMED) >= 2, 60, 'the first warm-ups of configure', node)
-        node.send_signal(signal.SIGINT)
-        returncode = node.wait(timeout=30)
+        returncode = interrupt(node)
     finally:
         output = stop_node(node)
-    assert returncode == 0, output
-    assert 'Traceback' not in output and 'KeyboardInterrupt' not in output, output
+    assert_clean_exit(returncode, output)
     text = log.read_text()
     assert 'SIGINT during configure: stopping' in text, text
     assert count(log, WARMED) < 1 + len(sizes), text  # it stopped inside the warm-ups

@@ -12,10 +12,12 @@ A node with ros_integration.lifecycle true runs as a lifecycle node beside a pla
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,35 @@ class Cameras:
         self.rclpy.try_shutdown(context=self.context)
 
 
+@contextlib.contextmanager
+def nodes_process(arguments: list[str], output: Path, ros_env: dict) -> Iterator[subprocess.Popen]:
+    """perception-nodes with ``arguments``, its console in ``output``; killed if a test leaves it up."""
+    with output.open('w') as sink:
+        process = subprocess.Popen([str(NODES), *arguments], env=ros_env, stdout=sink,
+                                   stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def interrupt(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGINT)
+    return process.wait(timeout=20)
+
+
+def own_answers(cameras: Cameras, sent: dict[str, list[tuple[int, int, str]]], fqn: str, text: str
+                ) -> list[tuple[int, int, str]]:
+    """Node ``fqn``'s answers: best effort, depth 1, two models on 2 shared cores, so not every
+    frame, but most, and only its own camera's (its frame_id and stamps, none of the other's)."""
+    answers = cameras.answers[fqn]
+    assert len(answers) >= FRAMES // 2, (fqn, len(answers), text[-2000:])
+    assert set(answers) <= set(sent[fqn]), (fqn, answers, sent[fqn])
+    return answers
+
+
 def clean_exit_output(returncode: int, output: Path, expected: int = 0) -> str:
     text = output.read_text()
     assert returncode == expected, f'exit code {returncode}:\n{text[-3000:]}'
@@ -156,31 +187,19 @@ def test_two_nodes_in_one_process_answer_their_own_cameras_and_stop_cleanly(
     config = deployment_yaml(tmp_path, out)
     cameras = Cameras(ros_domain_id)
     try:
-        with output.open('w') as sink:
-            process = subprocess.Popen([str(NODES), '--config', str(config), *TWO_CAMERAS], env=ros_env,
-                                       stdout=sink, stderr=subprocess.STDOUT)
-        try:
+        with nodes_process(['--config', str(config), *TWO_CAMERAS], output, ros_env) as process:
             wait_for_line(process, output, READY)
             cameras.connect(process)
             sent = cameras.send()
             participants = cameras.participants()
             own = cameras.own_participant()
-            process.send_signal(signal.SIGINT)
-            returncode = process.wait(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            returncode = interrupt(process)
     finally:
         cameras.close()
     text = clean_exit_output(returncode, output)
 
     for fqn in TOPICS:
-        answers = cameras.answers[fqn]
-        # best effort, depth 1, two models on 2 shared cores: not every frame, but most, and only
-        # this camera's (its frame_id and stamps, none of the other camera's)
-        assert len(answers) >= FRAMES // 2, (fqn, len(answers), text[-2000:])
-        assert set(answers) <= set(sent[fqn]), (fqn, answers, sent[fqn])
+        answers = own_answers(cameras, sent, fqn, text)
         monitoring = json.loads((out / fqn.strip('/').replace('/', '.') / 'monitoring.json').read_text())
         assert monitoring['node'] == fqn and monitoring['backend'].startswith('onnxruntime'), monitoring
         assert monitoring['frames_processed'] >= len(answers), monitoring
@@ -257,11 +276,9 @@ def test_a_lifecycle_node_beside_a_plain_one_in_one_process(tmp_path: Path, ros_
         return call(change, ChangeState.Request(transition=Transition(id=transition_id))).success
 
     try:
-        with output.open('w') as sink:
-            process = subprocess.Popen([str(NODES), '--config', str(config), *TWO_CAMERAS,
-                                        '--param', 'cam_right:ros_integration.lifecycle:=true'],
-                                       env=ros_env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
+        arguments = ['--config', str(config), *TWO_CAMERAS,
+                     '--param', 'cam_right:ros_integration.lifecycle:=true']
+        with nodes_process(arguments, output, ros_env) as process:
             wait_for_line(process, output, READY)
             assert call(get, GetState.Request()).current_state.label == 'unconfigured'
             assert cameras.publishers['/right/cam_right'].get_subscription_count() == 0  # not subscribed
@@ -271,18 +288,11 @@ def test_a_lifecycle_node_beside_a_plain_one_in_one_process(tmp_path: Path, ros_
             assert call(get, GetState.Request()).current_state.label == 'active'
             cameras.connect(process)
             sent = cameras.send()
-            process.send_signal(signal.SIGINT)
-            returncode = process.wait(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            returncode = interrupt(process)
     finally:
         cameras.close()
     text = clean_exit_output(returncode, output)
     for fqn in TOPICS:
-        answers = cameras.answers[fqn]
-        assert len(answers) >= FRAMES // 2, (fqn, len(answers), text[-2000:])
-        assert set(answers) <= set(sent[fqn]), (fqn, answers)
+        own_answers(cameras, sent, fqn, text)
     assert 'finalized (shutdown from active)' in text, text[-3000:]
     assert 'runs a plain node' not in text  # the lifecycle node is one, not a warned plain node

@@ -34,8 +34,9 @@ class TrainRun:
 
 
 def plan(quick: bool) -> list[TrainRun]:
-    """What to train: the CPU everywhere, and on a GPU the recipe's 2 loader workers and as many
-    as the cores allow (the small network is fed faster than 2 workers can augment)."""
+    """What to train: the CPU everywhere, and on a GPU 2 loader workers (the recipe's before
+    ``workers: auto``) and as many as the cores allow (the small network is fed faster than 2
+    workers can augment)."""
     cores = len(os.sched_getaffinity(0))
     cpu = TrainRun(
         'cpu',

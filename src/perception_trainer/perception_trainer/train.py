@@ -36,7 +36,7 @@ from . import backbones, checkpoint, distributed
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture, model_options
 from .checkpoint import TrainingState
-from .config import TrainConfig, parse_config
+from .config import TrainConfig, loader_workers, parse_config
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
 from .readers import load_dataset
 from .schedule import Horizon, warmup_cosine
@@ -200,6 +200,8 @@ def _save(out: Path, state: TrainingState, meta: dict[str, Any], best: float, hi
 
 def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Path:
     device = pick_device(cfg.device, process)
+    cores = len(os.sched_getaffinity(0))
+    cfg = cfg.model_copy(update={'workers': loader_workers(cfg.workers, device.type, cores, process.world)})
     _configure_torch(cfg, device)
     seed_everything(cfg.seed + process.rank)
     out = Path(cfg.out)

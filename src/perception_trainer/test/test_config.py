@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from perception_trainer.architectures import ARCHITECTURES
-from perception_trainer.config import ConfigError, TrainConfig, load_config, parse_config
+from perception_trainer.config import ConfigError, TrainConfig, load_config, loader_workers, parse_config
 
 WORKSPACE = Path(__file__).resolve().parents[3]
 
@@ -54,3 +54,18 @@ def test_the_old_names_lesson_are_accepted_and_stored_as_the_current_ones(tmp_pa
     # Checkpoints and bundles that recorded the old name still find their architecture.
     assert ARCHITECTURES['lesson'] is ARCHITECTURES['single_object']
     assert list(ARCHITECTURES) == ['centernet', 'single_object'] and 'lesson' in ARCHITECTURES
+
+
+def test_workers_auto_or_a_count() -> None:
+    """auto: 2 on the CPU; on CUDA each process's share of the cores less one, 2 to 12."""
+    assert parse_config(['--train-data', 'x']).workers == 'auto'
+    assert parse_config(['--train-data', 'x', '--workers', '3']).workers == 3
+    with pytest.raises(ConfigError, match='workers'):
+        load_config(overrides={'train_data': 'd', 'workers': 'many'})
+    with pytest.raises(ConfigError, match='workers'):
+        load_config(overrides={'train_data': 'd', 'workers': -1})
+    assert loader_workers('auto', 'cpu', cores=16) == 2
+    assert loader_workers('auto', 'cuda', cores=16) == 12
+    assert loader_workers('auto', 'cuda', cores=16, processes=2) == 7
+    assert loader_workers('auto', 'cuda', cores=2) == 2
+    assert loader_workers(5, 'cuda', cores=64) == 5

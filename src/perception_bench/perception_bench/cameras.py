@@ -283,6 +283,11 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
                if (folder / 'stacks.json').is_file() else {})}
 
 
+def floor_key(n: int, trigger: str) -> str:
+    """The transport floor's key in the document: '4' free-running, '4 together' triggered."""
+    return str(n) if trigger == 'free' else f'{n} {trigger}'
+
+
 def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 10.0, cameras: str = '1,2,4',
             backend: str = 'auto', width: int = 640, height: int = 480, domain_id: int | None = None,
             progress: bool = True, variants: Sequence[str] = (), triggers: Sequence[str] = ('free',),
@@ -317,8 +322,8 @@ def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 1
             args.trigger = trigger
             shown = [n for n in counts if trigger == 'free' or n > 1]
             for n in shown:
-                key = str(n) if trigger == 'free' else f'{n} together'
-                floors[key] = run_floor(args, n, Path(tmp) / f'{n}-{trigger}-floor', npz, env)
+                folder = Path(tmp) / f'{n}-{trigger}-floor'
+                floors[floor_key(n, trigger)] = run_floor(args, n, folder, npz, env)
             for n in shown:
                 runs = [(False, None)] if n == 1 else [(True, None), *((True, v) for v in variants),
                                                        (False, None)]
@@ -327,7 +332,7 @@ def measure(config: Path, model: Path, *, rate: float = 30.0, seconds: float = 1
                     folder = Path(tmp) / f'{n}-{trigger}-{kind}-{name or "default"}'
                     row = run_configuration(config, model, args, n=n, batched=batched, folder=folder, npz=npz,
                                             env=env, variant_name=name)
-                    floor = floors[str(n) if trigger == 'free' else f'{n} together']
+                    floor = floors[floor_key(n, trigger)]
                     results.append({**row, 'trigger': trigger, 'transport_floor_p50_ms': floor['p50_ms']})
                     if progress:
                         print(summary_line(results[-1], rate), flush=True)

@@ -134,6 +134,13 @@ def test_the_cameras_and_family_sections_render_with_the_camera_targets():
                                     row(4, '4 separate nodes', 1.0, 1.0, 2.0)]}
     assert [r[2] for r in camera_targets(worse)] == ['**missed**'] * 4
     assert camera_targets({**cameras, 'rate_hz': 15}) == []  # the targets are for 30 Hz cameras
+    # cameras triggered together are judged as well, in rows of their own
+    together = {**cameras, 'results': [*cameras['results'],
+                                       row(4, 'one batching node, triggered together', 0.995, 0.5, 2.5),
+                                       row(4, '4 separate nodes, triggered together', 1.0, 1.0, 2.5)]}
+    judged = camera_targets(together)
+    assert [r[2] for r in judged] == ['met'] * 4 + ['met', 'met', '**missed**', 'met'], judged
+    assert all('triggered together' in r[0] for r in judged[4:])
     family = {'rows': [{'member': {'size': 'n', 'backbone': 'tiny', 'width': 320, 'height': 256},
                         'parameters': 173318, 'gflops': 0.44, 'bundle_mb': 1.7,
                         'onnxruntime_cpu': {'network_p50_ms': 4.4, 'frame_640x480_p50_ms': 5.3},

@@ -33,7 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 from perception_trainer import distributed
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.config import TrainConfig
-from perception_trainer.epoch import GRAD_CLIP, NOT_TARGETS, Run, _check_finite
+from perception_trainer.epoch import GRAD_CLIP, NOT_TARGETS, Run, _check_finite, train_step
 from perception_trainer.precision import autocast
 from perception_trainer.train import _configure_torch, _datasets, _loader, _training_state
 from perception_trainer.training_data import DetectionDataset, normalise
@@ -46,12 +46,12 @@ def render(root: Path, images: int) -> Path:
     return root
 
 
-def setup(member: str, data: Path, device: torch.device, workers: int, out: Path, *, batch_size: int = 32
-          ) -> tuple[Run, DetectionDataset, TrainConfig]:
+def setup(member: str, data: Path, device: torch.device, out: Path) -> tuple[Run, DetectionDataset]:
+    """The member's run and its training set, images cached once (each figure changes only the
+    loader's workers or batch size). OpenCV single-threaded, as the trainer sets it for workers."""
     backbone, _, size = member.partition(':')
     cfg = TrainConfig(train_data=str(data), val_fraction=0.05, backbone=backbone, size=size or 'n',
-                      device=device.type, workers=workers, out=str(out / 'run'), cache_images=True,
-                      batch_size=batch_size)
+                      device=device.type, workers=1, out=str(out / 'run'), cache_images=True)
     process = distributed.Process(rank=0, world=1, local_rank=0)
     _configure_torch(cfg, device)
     arch = ARCHITECTURES[cfg.arch]
@@ -59,11 +59,12 @@ def setup(member: str, data: Path, device: torch.device, workers: int, out: Path
     train_set, samples, _, _ = _datasets(cfg, process)
     dataset = DetectionDataset(samples, spec, arch.encode, len(train_set.classes), train=True,
                                augment=cfg.augment, seed=cfg.seed, cache=True)
-    return Run(cfg, arch, spec, tuple(train_set.classes), process, device), dataset, cfg
+    return Run(cfg, arch, spec, tuple(train_set.classes), process, device), dataset
 
 
-def loader_rate(dataset: DetectionDataset, cfg: TrainConfig, run: Run, batches: int) -> float:
-    """Images/s out of the trainer's DataLoader, after its first batch (worker start)."""
+def loader_rate(dataset: DetectionDataset, run: Run, workers: int, batches: int) -> float:
+    """Images/s out of the trainer's DataLoader with ``workers``, after its first batch (worker start)."""
+    cfg = run.cfg.model_copy(update={'workers': workers})
     loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
     iterator = iter(loader)
     next(iterator)
@@ -73,7 +74,8 @@ def loader_rate(dataset: DetectionDataset, cfg: TrainConfig, run: Run, batches: 
 
 
 def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
-    """train_one_epoch's step on one device-resident batch: whole, then phase by phase."""
+    """train_one_epoch's step on one device-resident batch: whole (``epoch.train_step`` itself),
+    then phase by phase (``step`` below mirrors it, with a synchronise after each phase)."""
     state = _training_state(run, steps=1000, start_epoch=0, resuming=False)
     net, cfg, device = state.model, run.cfg, run.device
     net.train()
@@ -88,48 +90,50 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
         phases[name] = phases.get(name, 0.0) + now - since
         return now
 
-    def step(timed: bool) -> None:
+    def step() -> None:
         t = time.perf_counter()
         images = normalise(images_u8, run.spec)
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        t = mark('normalise', t) if timed else t
+        t = mark('normalise', t)
         with autocast(cfg, device):
             outputs = net(images)
-        t = mark('forward', t) if timed else t
+        t = mark('forward', t)
         losses = run.arch.loss(outputs, targets)
         values = torch.stack([v.detach() for v in losses.values()]).float()
-        t = mark('loss', t) if timed else t
+        t = mark('loss', t)
         _check_finite(values, list(losses), 'profile')
-        t = mark('finite check (host read)', t) if timed else t
+        t = mark('finite check (host read)', t)
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(losses['loss']).backward()
-        t = mark('backward', t) if timed else t
+        t = mark('backward', t)
         state.scaler.unscale_(state.optimizer)
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), GRAD_CLIP)
         state.scaler.step(state.optimizer)
         state.scaler.update()
-        t = mark('clip + optimiser', t) if timed else t
+        t = mark('clip + optimiser', t)
         state.scheduler.step()
-        t = mark('schedule', t) if timed else t
+        t = mark('schedule', t)
         state.average.update(state.model)
-        mark('weight average', t) if timed else None
+        mark('weight average', t)
+
+    def whole_step() -> None:
+        train_step(net, state, images_u8, targets, run, where='profile')
 
     for _ in range(5):  # cuDNN autotuning, allocator
-        step(False)
+        whole_step()
     sync()
     start = time.perf_counter()
     for _ in range(steps):
-        step(False)
+        whole_step()
     sync()
-    whole = (time.perf_counter() - start) / steps
-    phases.clear()
+    whole = (time.perf_counter() - start) / steps  # seconds per step
     for _ in range(steps):
-        step(True)
+        step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
         for _ in range(5):
-            step(False)
+            whole_step()
         sync()
     batch_size = len(images_u8)
     return {'batch_size': batch_size, 'step_ms': round(whole * 1e3, 2),
@@ -158,13 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                               'members': {}}
     for member in args.members.split(','):
         found: dict[str, Any] = {'loader_images_per_s': {}}
+        run, dataset = setup(member, data, device, args.out)
         for workers in [int(w) for w in args.workers.split(',')]:
-            run, dataset, cfg = setup(member, data, device, workers, args.out)
-            found['loader_images_per_s'][workers] = round(loader_rate(dataset, cfg, run, args.batches), 1)
+            found['loader_images_per_s'][workers] = round(loader_rate(dataset, run, workers, args.batches), 1)
             print(member, 'loader', workers, found['loader_images_per_s'][workers], flush=True)
-        del dataset  # its loader's workers, so they take no core from the step's launches
         for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
-            run, dataset, cfg = setup(member, data, device, 0, args.out, batch_size=batch_size)
+            cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
             loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
             key = 'step' if batch_size == 32 else f'step_batch{batch_size}'
             found[key] = step_phases(run, next(iter(loader)), args.steps)

@@ -67,7 +67,10 @@ def camera_topics(n: int) -> list[tuple[str, str, str]]:
 
 # Batching-node variants beside the deployment's own settings (--variants): name -> (label, the
 # performance keys changed), to tell what batching itself costs from what one process costs.
-TRIGGERS = ('free', 'together')  # each camera on its own clock; every camera on one schedule
+# camera timing (--trigger) -> what it adds to a configuration's name: each camera on its own
+# clock; every camera on one schedule
+TRIGGER_LABELS = {'free': '', 'together': ', triggered together'}
+TRIGGERS = tuple(TRIGGER_LABELS)
 VARIANTS = {'window0': ('window 0 ms', {'batch_window_ms': 0.0}),
             'window1': ('window 1 ms', {'batch_window_ms': 1.0}),
             'window5': ('window 5 ms', {'batch_window_ms': 5.0}),
@@ -272,8 +275,8 @@ def run_configuration(config: Path, model: Path, args: argparse.Namespace, *, n:
         receiver.close()
     per_camera = answered_per_camera(receiver, [(name, output) for name, _, output in cameras], folder)
     configuration = 'one node' if n == 1 else 'one batching node' if batched else f'{n} separate nodes'
-    if args.trigger == 'together' and n > 1:
-        configuration += ', triggered together'
+    if n > 1:
+        configuration += TRIGGER_LABELS[args.trigger]
     # each node's own counts and per-stage profile (its monitoring and profile files)
     internal = {plan.node_name: node_internal(folder / tag) for tag, plan in tagged}
     return {'cameras': n, 'configuration': f'{configuration}, {label}' if label else configuration,

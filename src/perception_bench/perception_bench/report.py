@@ -381,11 +381,11 @@ def camera_targets(section: dict[str, Any] | None) -> list[list[str]]:
     than 4 separate nodes."""
     if not section or 'results' not in section or section.get('rate_hz') != 30:
         return []
-    from .cameras import worst_camera
+    from .cameras import TRIGGER_LABELS, worst_camera
 
     four = {r['configuration']: r for r in section['results'] if r['cameras'] == 4}
     rows = []
-    for suffix in ('', ', triggered together'):  # free-running cameras, then a triggered rig's
+    for suffix in TRIGGER_LABELS.values():  # free-running cameras, then a triggered rig's
         batched, separate = four.get('one batching node' + suffix), four.get('4 separate nodes' + suffix)
         if batched is None:
             continue

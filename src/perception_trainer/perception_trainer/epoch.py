@@ -69,6 +69,32 @@ def _check_finite(values: torch.Tensor, names: list[str], where: str) -> None:
                         f'this step\'s batch')
 
 
+def train_step(net: torch.nn.Module, state: TrainingState, images: torch.Tensor,
+               targets: dict[str, torch.Tensor], run: Run, *, where: str) -> tuple[list[str], torch.Tensor]:
+    """One optimiser step on a batch already on the device (``images`` uint8); the schedule, the
+    loss scale and the weight average step with it. -> (the loss parts' names, in the order
+    arch.loss returns them, and their values). ``where`` names the step in a NonFiniteLoss."""
+    inputs = normalise(images, run.spec)
+    if run.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with autocast(run.cfg, run.device):
+        outputs = net(inputs)
+    losses = run.arch.loss(outputs, targets)
+    values = torch.stack([v.detach() for v in losses.values()]).float()
+    names = list(losses)
+    # One read back to the host per step: the price of stopping before a NaN reaches the weights.
+    _check_finite(values, names, where)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(losses['loss']).backward()
+    state.scaler.unscale_(state.optimizer)
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), GRAD_CLIP)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    state.average.update(state.model)
+    return names, values
+
+
 def train_one_epoch(net: torch.nn.Module, state: TrainingState, loader: DataLoader, run: Run, epoch: int,
                     *, show: bool = False) -> EpochLosses:
     """One epoch of optimiser steps on ``net`` (``state.model``, or its DistributedDataParallel
@@ -84,26 +110,12 @@ def train_one_epoch(net: torch.nn.Module, state: TrainingState, loader: DataLoad
                dynamic_ncols=True)
     for step, batch in enumerate(bar):
         lr = state.optimizer.param_groups[0]['lr']
-        images = normalise(batch['image'].to(device, non_blocking=True), run.spec)
-        if run.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = batch['image'].to(device, non_blocking=True)
         targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in NOT_TARGETS}
-        with autocast(cfg, device):
-            outputs = net(images)
-        losses = run.arch.loss(outputs, targets)
-        values = torch.stack([v.detach() for v in losses.values()]).float()
+        names, values = train_step(net, state, images, targets, run,
+                                   where=f'{rank}epoch {epoch + 1}, step {step + 1}/{steps}')
         if step == 0:
-            names, sums = list(losses), torch.zeros_like(values)
-        # One read back to the host per step: the price of stopping before a NaN reaches the weights.
-        _check_finite(values, names, f'{rank}epoch {epoch + 1}, step {step + 1}/{steps}')
-        state.optimizer.zero_grad(set_to_none=True)
-        state.scaler.scale(losses['loss']).backward()
-        state.scaler.unscale_(state.optimizer)
-        torch.nn.utils.clip_grad_norm_(state.model.parameters(), GRAD_CLIP)
-        state.scaler.step(state.optimizer)
-        state.scaler.update()
-        state.scheduler.step()
-        state.average.update(state.model)
+            sums = torch.zeros_like(values)
         sums += values
         if show and (step % 10 == 0 or step == steps - 1):
             bar.set_postfix(loss=f'{sums[names.index("loss")].item() / (step + 1):.3f}')

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +24,8 @@ import numpy as np
 
 from perception_core.atomic import write_json
 from perception_core.qos import RELIABILITY, QosSpec
+
+TEARDOWN_S = 10.0
 
 
 def save_frames(path: str | Path, frames: Sequence[dict[str, Any]]) -> Path:
@@ -96,9 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(0.5)  # let the last frames leave before the participant goes
     if args.log:
         write_json(args.log, published)
+    # Fast DDS can busy-wait in the participant's teardown while a discovery callback is in flight
+    # (eProsima/Fast-DDS#6513; seen here: a source spinning a core for 15 minutes after its last
+    # frame). Everything this process owes is sent and written by now, so a teardown that has not
+    # ended within TEARDOWN_S ends the process instead of hanging its caller.
+    watchdog = threading.Timer(TEARDOWN_S, _teardown_hung)
+    watchdog.daemon = True
+    watchdog.start()
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
+
+
+def _teardown_hung() -> None:
+    print(f'frame_source: middleware teardown still running after {TEARDOWN_S:g} s '
+          '(eProsima/Fast-DDS#6513); exiting, every frame sent and logged', file=sys.stderr, flush=True)
+    os._exit(0)
 
 
 if __name__ == '__main__':

@@ -53,21 +53,25 @@ class Peers(foreign_models.Report):
             'models': [], 'stages': {}}
 
 
-def member(spec: str) -> tuple[str, str, str]:
-    """'resnet18' or 'tiny:m' -> (backbone, size, name of its run, bundle and log); size n by default."""
-    backbone, _, size = spec.partition(':')
+def member(spec: str) -> tuple[str, str, str, str | None]:
+    """'resnet18', 'tiny:m' or 'tiny:m@640x480' -> (backbone, size, name of its run, bundle and log,
+    input size or None for the recipe's); size n by default."""
+    model, _, input_size = spec.partition('@')
+    backbone, _, size = model.partition(':')
     size = size or 'n'
-    return backbone, size, f'{backbone}_{size}'
+    name = f'{backbone}_{size}' + (f'_{input_size}' if input_size else '')
+    return backbone, size, name, input_size or None
 
 
 def start_ours(spec: str, args: argparse.Namespace, data_root: Path, workers: int) -> subprocess.Popen:
     """The default recipe (config/train_default.yaml) on one backbone and size, as its own process:
     trains, exports, scores the held-out set into model.json."""
-    backbone, size, name = member(spec)
+    backbone, size, name, input_size = member(spec)
     command = [sys.executable, '-m', 'perception_trainer.recipe', '--backbone', backbone, '--size', size,
                '--device', 'cuda', '--workers', str(workers), '--time-limit-minutes', str(args.minutes),
                '--data-dir', str(data_root), '--out', str(args.work / 'runs' / name),
                '--bundle', str(args.work / 'bundles' / name)]
+    command += ['--input-size', input_size] if input_size else []
     log = (args.out / f'{name}.log').open('w')
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -80,13 +84,13 @@ def cpu_frame_ms(bundle_dir: Path) -> float | None:
 
 
 def ours_row(spec: str, work: Path) -> dict:
-    backbone, size, name = member(spec)
+    backbone, size, name, input_size = member(spec)
     bundle_dir = work / 'bundles' / name
     document = json.loads((bundle_dir / 'model.json').read_text())
     held_out = document['metrics']['held_out']
     image = document['input']
     module = torch.jit.load(str(bundle_dir / 'model.ts'), map_location='cuda')
-    return {'name': f'ours {backbone} {size}', 'kind': 'ours', 'parameters': document['model']['parameters'],
+    return {'name': f'ours {backbone} {size}' + (f' @{input_size}' if input_size else ''), 'kind': 'ours', 'parameters': document['model']['parameters'],
             'gflops': document['model']['gflops'], 'input': f"{image['width']}x{image['height']}",
             'epochs': document['training']['epochs'], 'map50_95': held_out['mAP'], 'map50': held_out['mAP50'],
             'gpu_network_ms': graph_network_ms(module, (1, 3, image['height'], image['width'])),
@@ -126,10 +130,12 @@ def main() -> int:
     parser.add_argument('--ours', nargs='+', default=['resnet18', 'tiny:m'],
                         help='our members, BACKBONE or BACKBONE:SIZE (size n by default)')
     parser.add_argument('--workers', type=int, default=0, help='loader processes each (0: cores / models)')
+    parser.add_argument('--no-yolo', dest='yolo', action='store_false',
+                        help='ours only (a longer run of our members; YOLO11n\'s row from an earlier table)')
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    workers = args.workers or max(2, (os.cpu_count() or 8) // (len(args.ours) + 1) - 1)
+    workers = args.workers or max(2, (os.cpu_count() or 8) // (len(args.ours) + args.yolo) - 1)
     from ultralytics import YOLO
     from ultralytics.engine import trainer
     trainer.check_amp = lambda *a, **k: True  # as foreign_models.py: no network for its AMP self-test
@@ -139,14 +145,15 @@ def main() -> int:
     if peers.stage('data', foreign_models.write_data, data_root, DEFAULT_CLASSES) is None:
         return 1
     ours = {spec: start_ours(spec, args, data_root, workers) for spec in args.ours}
-    peers.stage('yolo11n_train', foreign_models.train, YOLO('yolo11n.yaml', task='detect'),
-                data_root / 'yolo' / 'data.yaml', args.minutes, imgsz=YOLO_IMGSZ, batch=128,
-                project=args.work, run_name='yolo11n', workers=workers)
+    if args.yolo:
+        peers.stage('yolo11n_train', foreign_models.train, YOLO('yolo11n.yaml', task='detect'),
+                    data_root / 'yolo' / 'data.yaml', args.minutes, imgsz=YOLO_IMGSZ, batch=128,
+                    project=args.work, run_name='yolo11n', workers=workers)
     for spec, process in ours.items():
         code = process.wait()
         peers.data['stages'][f'ours_{spec}_recipe'] = {'ok': code == 0, 'exit': code}
     # timing after all training is over: nothing else on the GPU or the CPU
-    row = peers.stage('yolo11n_score_and_time', yolo_row, args.work, data_root, args.out)
+    row = peers.stage('yolo11n_score_and_time', yolo_row, args.work, data_root, args.out) if args.yolo else None
     if row:
         peers.data['models'].append(row)
     for spec in args.ours:

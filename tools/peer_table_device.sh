@@ -2,8 +2,8 @@
 # The peer table (tools/peer_table.py) in ONE call of the device tool:
 #   bash tools/device_wheels.sh peers                 # here, once: .whl_peers (~10 MB)
 #   run  carry=[".whl_peers"]  command="bash tools/peer_table_device.sh"
-# MINUTES (default 5) is every model's training budget; OURS the members (BACKBONE[:SIZE]) trained
-# beside YOLO11n; LIMIT_S (default 540) ends the table's run so the packing below fits the call.
+# MINUTES (default 5) is every model's training budget; OURS the members (BACKBONE[:SIZE][@WxH])
+# trained beside YOLO11n (NO_YOLO=1: ours alone); LIMIT_S (default 540) ends the table's run so the packing below fits the call.
 # At most 8 files come back from a call: $OUT gets peers.json (copied as each stage ends), table.md,
 # pareto.png, gpu.txt and peers.tar.gz (every log and evaluation, and the bundles of 20 MB or less).
 set -o pipefail
@@ -17,7 +17,7 @@ export PYTHONPATH=/tmp/site:$PWD/src/perception_core:$PWD/src/perception_trainer
 export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
 # shellcheck disable=SC2086
 timeout "${LIMIT_S:-540}" python3 tools/peer_table.py --out "$STAGE" --minutes "${MINUTES:-5}" \
-  --ours ${OURS:-resnet18 tiny:m} > "$STAGE/peer_table.log" 2>&1 &
+  --ours ${OURS:-resnet18 tiny:m} ${NO_YOLO:+--no-yolo} > "$STAGE/peer_table.log" 2>&1 &
 table=$!
 while kill -0 "$table" 2>/dev/null; do
   [[ -f $STAGE/peers.json ]] && cp "$STAGE/peers.json" "$OUT/"

@@ -69,7 +69,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
-    channels_last: bool = Field(True, description='channels-last memory format (CUDA only)')
+    channels_last: bool = Field(True, description='channels-last memory format (CUDA and CPU)')
     sync_bn: bool = Field(False, description='synchronise batch-norm statistics across GPUs (DDP on CUDA); '
                           'costs a GPU wait per batch-norm layer: for small per-GPU batches only')
     threads: int = Field(0, ge=0, description='CPU threads for torch (0 = torch default)')

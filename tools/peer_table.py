@@ -90,7 +90,8 @@ def ours_row(spec: str, work: Path) -> dict:
     held_out = document['metrics']['held_out']
     image = document['input']
     module = torch.jit.load(str(bundle_dir / 'model.ts'), map_location='cuda')
-    return {'name': f'ours {backbone} {size}' + (f' @{input_size}' if input_size else ''), 'kind': 'ours', 'parameters': document['model']['parameters'],
+    label = f'ours {backbone} {size}' + (f' @{input_size}' if input_size else '')
+    return {'name': label, 'kind': 'ours', 'parameters': document['model']['parameters'],
             'gflops': document['model']['gflops'], 'input': f"{image['width']}x{image['height']}",
             'epochs': document['training']['epochs'], 'map50_95': held_out['mAP'], 'map50': held_out['mAP50'],
             'gpu_network_ms': graph_network_ms(module, (1, 3, image['height'], image['width'])),
@@ -153,7 +154,8 @@ def main() -> int:
         code = process.wait()
         peers.data['stages'][f'ours_{spec}_recipe'] = {'ok': code == 0, 'exit': code}
     # timing after all training is over: nothing else on the GPU or the CPU
-    row = peers.stage('yolo11n_score_and_time', yolo_row, args.work, data_root, args.out) if args.yolo else None
+    row = (peers.stage('yolo11n_score_and_time', yolo_row, args.work, data_root, args.out)
+           if args.yolo else None)
     if row:
         peers.data['models'].append(row)
     for spec in args.ours:

@@ -107,7 +107,8 @@ ARCHITECTURES = Architectures((
         input_size=(256, 320), resize='letterbox', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         output_format='dense_boxes_scores', output_names=('detections',),
         build=centernet.build, head=centernet.dense_detections, encode=centernet_targets.encode,
-        loss=losses.centernet_loss, ties=centernet.peak_ties, backbones=('tiny', *BACKBONES)),
+        loss=losses.centernet_loss, ties=centernet.peak_ties,
+        backbones=(*centernet.FROM_SCRATCH, *BACKBONES)),
     Architecture(
         name='single_object',
         description='one object per image: features + classification head + single-box regression head',

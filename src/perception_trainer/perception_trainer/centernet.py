@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import BACKBONES
+from .resnet_slim import ResNetSlim
 
 STRIDE = 4
 BOX_SCALE = 16.0  # distances are softplus(raw) * BOX_SCALE pixels: raw ~ 0..5 covers any box
@@ -54,6 +55,8 @@ def stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
 # --size: the tiny backbone's widths and the neck's channels (n is the shipped model's).
 TINY_WIDTHS = {'n': (24, 48, 96, 128, 160), 's': (32, 64, 128, 192, 256), 'm': (48, 96, 192, 256, 320)}
 NECK = {'n': 64, 's': 96, 'm': 128}
+# Backbones without ImageNet weights, built here (the others are torchvision's, in .backbones).
+FROM_SCRATCH = ('tiny', 'resnet_slim')
 
 
 class CenterNet(nn.Module):
@@ -123,8 +126,10 @@ def build(num_classes: int, backbone: str = 'tiny', size: str = 'n') -> CenterNe
         raise ValueError(f'size {size!r}: one of {", ".join(NECK)}')
     if backbone == 'tiny':
         return CenterNet(num_classes, TINY_WIDTHS[size], NECK[size])
+    if backbone == 'resnet_slim':  # its size is in the backbone; the neck stays at 64 (the 10 MB bundle)
+        return CenterNet(num_classes, neck=NECK['n'], backbone=ResNetSlim(size))
     if backbone not in BACKBONES:
-        raise ValueError(f'backbone {backbone!r}: one of tiny, {", ".join(BACKBONES)}')
+        raise ValueError(f'backbone {backbone!r}: one of {", ".join(FROM_SCRATCH + tuple(BACKBONES))}')
     return CenterNet(num_classes, neck=NECK[size], backbone=BACKBONES[backbone]())
 
 

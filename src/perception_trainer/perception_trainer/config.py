@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .architectures import ARCHITECTURES
 from .augment import policy_name
-from .backbones import TORCHVISION_BACKBONE
+from .backbones import BACKBONES, TORCHVISION_BACKBONE
 from .readers import FORMAT_ALIASES
 
 
@@ -42,10 +42,11 @@ class TrainConfig(BaseModel):
     class_map: Path | None = Field(None, description='YAML {data_name: our_name or null}: renames, '
                                    'merges (several names to one) and drops (null) classes')
     val_fraction: float = Field(0.1, gt=0, lt=1, description='held out of train_data when no val_data')
-    backbone: Literal['tiny', 'resnet18', 'mobilenet_v3'] = Field(
-        'tiny', description='centernet backbone: tiny (the shipped one), resnet18, mobilenet_v3 (Large)')
-    size: Literal['n', 's', 'm'] = Field('n', description='centernet size: neck width 64 / 96 / 128, and the '
-                                         'tiny backbone\'s widths (n is the shipped model)')
+    backbone: Literal['tiny', 'resnet_slim', 'resnet18', 'mobilenet_v3'] = Field(
+        'tiny', description='centernet backbone: tiny (separable), resnet_slim (ResNet-18\'s blocks at '
+        'a fraction of its widths, under 1.1 M parameters), resnet18, mobilenet_v3 (Large)')
+    size: Literal['n', 's', 'm'] = Field('n', description='centernet size: neck width 64 / 96 / 128 and the '
+                                         'tiny backbone\'s widths; resnet_slim: its widths and depth, neck 64')
     pretrained: str | None = Field(
         None, description='backbone ImageNet weights: torchvision:resnet18, torchvision:mobilenet_v3_large '
         '(downloaded once into the torch hub cache) or a local file in torchvision\'s key layout; the '
@@ -125,9 +126,9 @@ class TrainConfig(BaseModel):
                 self.backbone = named  # the weights say which backbone they are for
             elif named != self.backbone:
                 raise ValueError(f'pretrained {self.pretrained} is for backbone {named}, not {self.backbone}')
-        if self.pretrained and self.backbone == 'tiny':
-            raise ValueError('pretrained: the tiny backbone has no ImageNet weights (--backbone resnet18 '
-                             'or mobilenet_v3)')
+        if self.pretrained and self.backbone not in BACKBONES:  # only torchvision's have weights
+            raise ValueError(f'pretrained: the {self.backbone} backbone has no ImageNet weights (--backbone '
+                             'resnet18 or mobilenet_v3)')
         if self.backbone not in ARCHITECTURES[self.arch].backbones or (
                 self.size != 'n' and len(ARCHITECTURES[self.arch].backbones) == 1):
             raise ValueError(f'arch {self.arch} has no backbone or size choice')

@@ -122,7 +122,8 @@ def test_input_size_is_width_x_height_and_agrees_with_the_pair() -> None:
     assert (both.input_width, both.input_height) == (320, 256)
     for bad in (['--input-size', '640'], ['--input-size', '640x480', '--input-height', '256'],
                 ['--pretrained', 'torchvision:resnet18', '--backbone', 'mobilenet_v3'],
-                ['--pretrained', 'torchvision:vgg16'], ['--arch', 'single_object', '--backbone', 'resnet18']):
+                ['--pretrained', 'torchvision:vgg16'], ['--arch', 'single_object', '--backbone', 'resnet18'],
+                ['--backbone', 'resnet_slim', '--pretrained', 'w.pth'], ['--pretrained', 'w.pth']):
         with pytest.raises(SystemExit):
             parse_config(['--train-data', 'x', *bad])
     assert parse_config(['--train-data', 'x', '--pretrained', 'torchvision:mobilenet_v3_large']).backbone == \
@@ -135,8 +136,8 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
                             classes=('ball', 'cone'), workers=1, progress=False)
 
 
-@pytest.mark.parametrize('backbone, size', [('tiny', 'n'), ('tiny', 's'), ('resnet18', 'n'),
-                                            ('mobilenet_v3', 'n')])
+@pytest.mark.parametrize('backbone, size', [('tiny', 'n'), ('tiny', 's'), ('resnet_slim', 'm'),
+                                            ('resnet18', 'n'), ('mobilenet_v3', 'n')])
 def test_each_backbone_learns_on_the_cpu(backbone: str, size: str, frames: Path) -> None:
     """A few dozen steps on 8 frames: the loss falls clearly and the heatmap finds the objects."""
     torch.manual_seed(0)
@@ -162,11 +163,15 @@ def test_each_backbone_learns_on_the_cpu(backbone: str, size: str, frames: Path)
 
 def test_the_cost_table_covers_every_size_and_backbone() -> None:
     rows = family_costs(classes=3, height=256, width=320)
-    assert {(r['size'], r['backbone']) for r in rows} == {(s, b) for s in 'nsm' for b in ('tiny', *BACKBONES)}
+    assert {(r['size'], r['backbone']) for r in rows} == {
+        (s, b) for s in 'nsm' for b in ('tiny', 'resnet_slim', *BACKBONES)}
     by = {(r['size'], r['backbone']): r for r in rows}
     assert by['n', 'tiny']['parameters'] == sum(p.numel() for p in CENTERNET.build(3).parameters())
     assert 0 < by['n', 'tiny']['gflops'] < by['s', 'tiny']['gflops'] < by['m', 'tiny']['gflops']
     assert by['n', 'resnet18']['parameters'] > 11_000_000 > by['n', 'mobilenet_v3']['parameters'] > 3_000_000
+    # resnet_slim: every size fits the shipped bundle's 10 MB (about 9 bytes per parameter)
+    slim = [by[s, 'resnet_slim']['parameters'] for s in 'nsm']
+    assert slim == sorted(slim) and slim[-1] < 1_100_000, slim
     print('\n'.join(f"{r['size']} {r['backbone']}: {r['parameters']} parameters, {r['gflops']} GFLOPs"
                     for r in rows))
 

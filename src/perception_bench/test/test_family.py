@@ -43,3 +43,12 @@ def test_the_bench_eager_module_is_the_bundles_own_member(tmp_path: Path) -> Non
 def test_bad_member_texts_are_refused(text: str, capsys) -> None:
     assert main(['--members', text]) == 2
     assert f'{text!r}' in capsys.readouterr().err
+
+
+def test_the_largest_resnet_slim_exports_verified_within_the_shipped_bundles_10_mb(tmp_path: Path) -> None:
+    """resnet_slim exists to fit the shipped bundle's limit (test_shipped_bundle: 10 MiB) with
+    ResNet blocks: its largest size, exported and verified by perception-export, must fit."""
+    bundle = load_bundle(member_bundle(Member('m', 'resnet_slim'), tmp_path))
+    files = [f for f in bundle.directory.rglob('*') if f.is_file()]
+    assert {f.name for f in files} >= {'model.onnx', 'model.ts', 'model.json'}
+    assert 8 * 2**20 < sum(f.stat().st_size for f in files) <= 10 * 2**20

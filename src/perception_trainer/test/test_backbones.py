@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from perception_trainer import backbones, checkpoint, distributed
-from perception_trainer.architectures import ARCHITECTURES
+from perception_trainer.architectures import ARCHITECTURES, model_options
 from perception_trainer.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, PretrainedError
 from perception_trainer.config import TrainConfig, parse_config
 from perception_trainer.epoch import Run, train_one_epoch
@@ -101,7 +101,7 @@ def test_a_wrong_pretrained_file_is_an_error_naming_the_file_and_the_keys(tmp_pa
         backbones.read_checkpoint(str(tmp_path / 'absent.pth'))
 
 
-def test_the_default_model_is_the_shipped_one() -> None:
+def test_the_default_model_is_tiny_n_and_the_shipped_one_is_what_its_recipe_names() -> None:
     torch.manual_seed(0)
     default = CENTERNET.build(3)
     torch.manual_seed(0)
@@ -111,8 +111,8 @@ def test_the_default_model_is_the_shipped_one() -> None:
     assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), chosen.state_dict().values(),
                                                  strict=True))
     shipped = json.loads((WORKSPACE / 'models' / 'detector' / 'model.json').read_text())
-    assert shipped['model']['parameters'] == sum(p.numel() for p in CENTERNET.build(len(shipped['classes']))
-                                                 .parameters())
+    built = CENTERNET.model(len(shipped['classes']), **model_options(shipped['training']))
+    assert shipped['model']['parameters'] == sum(p.numel() for p in built.parameters())
 
 
 def test_input_size_is_width_x_height_and_agrees_with_the_pair() -> None:

@@ -46,7 +46,8 @@ class TrainConfig(BaseModel):
         'tiny', description='centernet backbone: tiny (separable), resnet_slim (ResNet-18\'s blocks at '
         'a fraction of its widths, under 1.1 M parameters), resnet18, mobilenet_v3 (Large)')
     size: Literal['n', 's', 'm'] = Field('n', description='centernet size: neck width 64 / 96 / 128 and the '
-                                         'tiny backbone\'s widths; resnet_slim: its widths and depth, neck 64')
+                                         'tiny backbone\'s widths; resnet_slim: its widths and depth, '
+                                         'neck 64')
     pretrained: str | None = Field(
         None, description='backbone ImageNet weights: torchvision:resnet18, torchvision:mobilenet_v3_large '
         '(downloaded once into the torch hub cache) or a local file in torchvision\'s key layout; the '

@@ -31,7 +31,8 @@ def stem_conv(c_in: int, c_out: int) -> nn.Sequential:
 
 
 def residual_stage(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(BasicBlock(c_in, c_out, stride), *(BasicBlock(c_out, c_out, 1) for _ in range(blocks - 1)))
+    rest = (BasicBlock(c_out, c_out, 1) for _ in range(blocks - 1))
+    return nn.Sequential(BasicBlock(c_in, c_out, stride), *rest)
 
 
 class ResNetSlim(nn.Module):

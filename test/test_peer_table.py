@@ -60,3 +60,27 @@ def test_the_cpu_frame_timing_takes_an_imported_foreign_model(tmp_path: Path):
     fixture = WORKSPACE / 'src/perception_core/test/fixtures/foreign/yolo26_small_end2end.onnx'
     bundle = import_model(fixture, tmp_path / 'yolo26')
     assert peer_table.cpu_frame_ms(bundle) > 0
+
+
+def test_our_rows_carry_the_validation_curve_of_a_real_run(tmp_path: Path):
+    """peers.json keeps each member's per-epoch validation (from the run's own history.json), so
+    the curve comes back from the device even when the archive of logs does not."""
+    import subprocess
+
+    import peer_table
+
+    from perception_trainer.generate import generate_dataset
+
+    frames = generate_dataset(tmp_path / 'set', 8, seed=31, size=(160, 128), classes=('ball', 'cone'),
+                              workers=1, progress=False)
+    run = tmp_path / 'runs' / 'tiny_n'
+    subprocess.run([sys.executable, '-m', 'perception_trainer.train', '--train-data', str(frames),
+                    '--val-data', str(frames), '--epochs', '2', '--batch-size', '4', '--workers', '0',
+                    '--device', 'cpu', '--input-size', '160x128', '--out', str(run)], check=True,
+                   capture_output=True, timeout=300)
+    curve = peer_table.validation_curve(run)
+    history = json.loads((run / 'history.json').read_text())
+    assert [point['epoch'] for point in curve] == [record['epoch'] for record in history] and len(curve) == 2
+    assert [point['val_map'] for point in curve] == [record['mAP'] for record in history]
+    assert all(point['images_per_s'] > 0 and point['seconds'] is not None for point in curve)
+    assert peer_table.validation_curve(tmp_path / 'no_run') == []

@@ -83,6 +83,16 @@ def cpu_frame_ms(bundle_dir: Path) -> float | None:
     return median_of(found['frame_640x480']['frame_to_detections'])
 
 
+def validation_curve(run_dir: Path) -> list[dict]:
+    """Per epoch from the run's history.json: what the README's curves are drawn from, kept in
+    peers.json so it comes back even when the archive of logs does not."""
+    path = run_dir / 'history.json'
+    history = json.loads(path.read_text()) if path.is_file() else []
+    keys = {'epoch': 'epoch', 'images_per_s': 'images_per_s', 'mAP': 'val_map', 'mAP50': 'val_map50'}
+    return [{**{name: record.get(key) for key, name in keys.items()},
+             'seconds': round(record['elapsed_s']) if 'elapsed_s' in record else None} for record in history]
+
+
 def ours_row(spec: str, work: Path) -> dict:
     backbone, size, name, input_size = member(spec)
     bundle_dir = work / 'bundles' / name
@@ -95,7 +105,8 @@ def ours_row(spec: str, work: Path) -> dict:
             'gflops': document['model']['gflops'], 'input': f"{image['width']}x{image['height']}",
             'epochs': document['training']['epochs'], 'map50_95': held_out['mAP'], 'map50': held_out['mAP50'],
             'gpu_network_ms': graph_network_ms(module, (1, 3, image['height'], image['width'])),
-            'cpu_frame_ms': cpu_frame_ms(bundle_dir)}
+            'cpu_frame_ms': cpu_frame_ms(bundle_dir), 'per_class_AP': held_out.get('per_class_AP'),
+            'validation': validation_curve(work / 'runs' / name)}
 
 
 def yolo_row(work: Path, data_root: Path, out: Path) -> dict:

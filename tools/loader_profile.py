@@ -12,6 +12,7 @@ application and ms per sample at its probability; and the target encoding alone.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -57,8 +58,8 @@ def profile_size(samples, classes: int, size: tuple[int, int], name: str, repeat
     spec = arch.input_spec(height, width)
     dataset = DetectionDataset(samples, spec, arch.encode, classes, train=True, augment=name, seed=0,
                                cache=True, progress=False)
-    count = min(len(dataset), repeats)
-    whole = per_call_ms(lambda: [dataset[i] for i in range(count)], 1) / count
+    indices = itertools.cycle(range(len(dataset)))
+    whole = per_call_ms(lambda: dataset[next(indices)], min(len(dataset), repeats))
     canvas = dataset._canvas(0)
     boxes = dataset.transform_of(0).to_network(samples[0].boxes)
     labels = samples[0].labels

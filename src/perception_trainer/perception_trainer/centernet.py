@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import BACKBONES
-from .resnet_slim import ResNetSlim
 
 STRIDE = 4
 BOX_SCALE = 16.0  # distances are softplus(raw) * BOX_SCALE pixels: raw ~ 0..5 covers any box
@@ -127,6 +126,8 @@ def build(num_classes: int, backbone: str = 'tiny', size: str = 'n') -> CenterNe
     if backbone == 'tiny':
         return CenterNet(num_classes, TINY_WIDTHS[size], NECK[size])
     if backbone == 'resnet_slim':  # its size is in the backbone; the neck stays at 64 (the 10 MB bundle)
+        from .resnet_slim import ResNetSlim  # here: it builds its stem from this module's conv_bn
+
         return CenterNet(num_classes, neck=NECK['n'], backbone=ResNetSlim(size))
     if backbone not in BACKBONES:
         raise ValueError(f'backbone {backbone!r}: one of {", ".join(FROM_SCRATCH + tuple(BACKBONES))}')

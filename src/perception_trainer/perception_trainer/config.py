@@ -129,7 +129,7 @@ class TrainConfig(BaseModel):
                 raise ValueError(f'pretrained {self.pretrained} is for backbone {named}, not {self.backbone}')
         if self.pretrained and self.backbone not in BACKBONES:  # only torchvision's have weights
             raise ValueError(f'pretrained: the {self.backbone} backbone has no ImageNet weights (--backbone '
-                             'resnet18 or mobilenet_v3)')
+                             f'{" or ".join(BACKBONES)})')
         if self.backbone not in ARCHITECTURES[self.arch].backbones or (
                 self.size != 'n' and len(ARCHITECTURES[self.arch].backbones) == 1):
             raise ValueError(f'arch {self.arch} has no backbone or size choice')

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .backbones import BasicBlock
+from .centernet import conv_bn
 
 # --size -> (stem width at stride 2, widths at strides 4, 8, 16, 32), BasicBlocks per stage.
 RESNET_SLIM = {
@@ -23,11 +24,6 @@ RESNET_SLIM = {
     's': ((16, 24, 48, 96, 128), (2, 2, 2, 1)),
     'm': ((24, 32, 64, 96, 128), (2, 2, 2, 2)),
 }
-
-
-def stem_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True))
 
 
 def residual_stage(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequential:
@@ -45,7 +41,7 @@ class ResNetSlim(nn.Module):
         super().__init__()
         (w0, w4, w8, w16, w32), blocks = RESNET_SLIM[size]
         self.channels = (w4, w8, w16, w32)
-        self.stem = nn.Sequential(stem_conv(3, w0), stem_conv(w0, w4))
+        self.stem = nn.Sequential(conv_bn(3, w0, 3, 2), conv_bn(w0, w4, 3, 2))
         self.layer1 = residual_stage(w4, w4, blocks[0], 1)
         self.layer2 = residual_stage(w4, w8, blocks[1], 2)
         self.layer3 = residual_stage(w8, w16, blocks[2], 2)

@@ -92,13 +92,20 @@ def eager_module(bundle: Bundle) -> Any:
     import torch
 
     from perception_trainer.architectures import ARCHITECTURES, Deployed, model_options
+    from perception_trainer.float16_weights import float32_state, fold_batchnorm
 
     arch = ARCHITECTURES[bundle.arch]
     # the family member model.json's recipe names (backbone, size), as the checkpoint does
     training = bundle.raw.get('training')
     options = model_options(training if isinstance(training, dict) else {})
-    eager = Deployed(arch.model(len(bundle.classes), **options), arch)
-    eager.load_state_dict(torch.jit.load(str(bundle.torchscript_path), map_location='cpu').state_dict())
+    model = arch.model(len(bundle.classes), **options).eval()
+    state = torch.jit.load(str(bundle.torchscript_path), map_location='cpu').state_dict()
+    weights = bundle.raw.get('weights')
+    if isinstance(weights, dict) and weights.get('storage') == 'float16':  # stored folded, as float16
+        model = fold_batchnorm(model, torch.zeros(bundle.input.shape(1)))
+        state = float32_state(state)
+    eager = Deployed(model, arch)
+    eager.load_state_dict(state)
     return eager.eval()
 
 

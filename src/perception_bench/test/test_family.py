@@ -47,7 +47,8 @@ def test_bad_member_texts_are_refused(text: str, capsys) -> None:
 
 def test_the_largest_resnet_slim_exports_verified_within_the_shipped_bundles_10_mb(tmp_path: Path) -> None:
     """resnet_slim exists to fit the shipped bundle's limit (test_shipped_bundle: 10 MiB) with
-    ResNet blocks: its largest size, exported and verified by perception-export, must fit."""
+    ResNet blocks: its largest size, exported and verified by perception-export (float16 weights),
+    must fit."""
     bundle = load_bundle(member_bundle(Member('m', 'resnet_slim'), tmp_path))
     files = [f for f in bundle.directory.rglob('*') if f.is_file()]
     assert {f.name for f in files} >= {'model.onnx', 'model.ts', 'model.json'}

@@ -26,8 +26,15 @@ model.json (format 1)::
       "output": {"format": "dense_boxes_scores", "names": ["detections"]},
       "postprocess": {"score_threshold": 0.3, "nms_iou_threshold": 0.5, "max_detections": 100},
       "onnx_sha256": "...",                      # of model.onnx
+      "weights": {"storage": "float16", ...},    # optional, informative: how the files store them
       ... free-form: "training", "metrics", "versions"
     }
+
+Weights (``weights``, written by perception-export): ``float16`` bundles store each weight as
+float16 in both files and compute in the runtime's own precision: model.onnx holds float16
+initializers behind ``Cast`` nodes (ONNX Runtime and TensorRT fold them when they load), model.ts
+float16 buffers cast to the input's dtype as each module runs, with batch norms folded into the
+convolutions. Both files run as they are; no consumer needs to read this key.
 
 Extra inputs (``input.extra_inputs``, optional): constant tensors the backends feed beside the
 image on every frame, for models that take more than one input, as the RT-DETR reference export

@@ -35,6 +35,7 @@ from perception_core.synth import render_scene
 
 from . import checkpoint
 from .architectures import ARCHITECTURES, Architecture, Deployed, model_options
+from .float16_weights import STORAGE, float16_buffers, float16_initializers, stored_model
 from .readers import load_dataset
 from .training_data import read_rgb
 from .versions import versions
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 OPSET = 17
 TOLERANCE = 1e-4
 TIE = 1e-6  # values this close in the peak test are a tie, whichever runtime breaks it
+# Most that rounding the weights to float16 may move a dense detection's box (network pixels) or
+# change its score; what it changes in practice is in bench/README.md.
+BOX_PIXEL_LIMIT = 0.5
+SCORE_LIMIT = 0.01
 VERIFY_IMAGES = 4
 VERIFY_SEED = 990_001  # scenes for verification when no data set is given; never a training seed
 POSTPROCESS = {'score_threshold': 0.3, 'nms_iou_threshold': 0.6, 'max_detections': 100}
@@ -107,7 +112,7 @@ def compare(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray],
     float32 sums in a deeper backbone differ by ~1e-4 px at 300 px, ResNet-18 on the H200)."""
     worst, broken = 0.0, 0
     for e, a, tie in zip(expected, actual, ties, strict=True):
-        diff = np.abs(e - a) / np.maximum(1.0, np.abs(e))
+        diff = np.nan_to_num(np.abs(e - a) / np.maximum(1.0, np.abs(e)), nan=np.inf)  # NaN never verifies
         if tie is not None:
             differs = tie & (diff > TOLERANCE)
             explained = differs & ((np.abs(a) <= TOLERANCE) | (np.abs(e) <= TOLERANCE))
@@ -144,6 +149,39 @@ def verify(model: torch.nn.Module, arch: Architecture, bundle_dir: Path, spec: I
     return report
 
 
+def rounding_change(trained: torch.nn.Module, stored: torch.nn.Module, arch: Architecture, spec: InputSpec,
+                    images: Sequence[np.ndarray]) -> dict[str, Any]:
+    """What storing the weights as float16 changes: the trained model against the stored one
+    (both float32 PyTorch) on the verification images, as absolute differences; where the peak
+    test compared two scores within ``SCORE_LIMIT`` either may win (counted, as in ``compare``).
+    Dense detections are split into box pixels and scores, each with its limit."""
+    x = torch.from_numpy(np.concatenate([preprocess(image, spec)[0] for image in images]))
+    with torch.no_grad():
+        raw = trained(x)
+        expected = [o.numpy() for o in arch.head(raw)]
+        ties = arch.ties(raw, SCORE_LIMIT).numpy() if arch.ties else None
+        actual = [o.numpy() for o in arch.head(stored(x))]
+    report: dict[str, Any] = {'ties_broken_differently': 0}
+    for name, e, a in zip(arch.output_names, expected, actual, strict=True):
+        diff = np.abs(e - a)
+        if ties is not None:
+            flipped = ties & (diff > 0) & ((a == 0) | (e == 0))
+            report['ties_broken_differently'] += int(flipped.sum())
+            diff = np.where(flipped, 0.0, diff)
+        if arch.output_format == 'dense_boxes_scores':
+            report.update(box_pixels=float(diff[..., :4].max()), scores=float(diff[..., 4:].max()))
+        else:
+            report[name] = float(diff.max())
+    return report
+
+
+def rounding_problem(change: dict[str, Any]) -> str | None:
+    for key, limit in (('box_pixels', BOX_PIXEL_LIMIT), ('scores', SCORE_LIMIT)):
+        if change.get(key, 0.0) > limit:
+            return f'{key.replace("_", " ")} by {change[key]:.3g} (limit {limit:g})'
+    return None
+
+
 def _export_onnx(graph: torch.nn.Module, arch: Architecture, spec: InputSpec, path: Path) -> None:
     dummy = torch.zeros(1, 3, spec.height, spec.width)
     axes = {name: {0: 'batch'} for name in (spec.name, *arch.output_names)}
@@ -162,25 +200,47 @@ def _export_torchscript(graph: torch.nn.Module, spec: InputSpec, path: Path) -> 
 
 
 def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: str | None = None,
-                  metrics: dict[str, Any] | None = None, postprocess: dict[str, Any] | None = None
-                  ) -> Path:
-    """Write and verify the bundle; returns the path of its model.json."""
+                  metrics: dict[str, Any] | None = None, postprocess: dict[str, Any] | None = None,
+                  weights: str = 'float16') -> Path:
+    """Write and verify the bundle; returns the path of its model.json. ``weights``: how the
+    files store them (:mod:`.float16_weights`), float16 by default."""
+    if weights not in STORAGE:
+        raise ValueError(f'weights {weights!r}: one of {", ".join(STORAGE)}')
     state = checkpoint.load(checkpoint_path)
     meta = state['meta']
     arch = ARCHITECTURES[meta['arch']]
     spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta['input'].items()})
     model = arch.model(len(meta['classes']), **model_options(meta))
     model.load_state_dict(state['model'])
+    broken = [key for key, value in state['model'].items()
+              if value.is_floating_point() and not value.isfinite().all()]
+    if broken:  # NaN outputs would also compare as no difference below
+        raise ExportError(f'{checkpoint_path}: {", ".join(broken[:3])}{" ..." if len(broken) > 3 else ""} '
+                          f'hold NaN or inf ({len(broken)} tensors): the training diverged')
     model.eval()
-    graph = Deployed(model, arch).eval()
+    half = weights == 'float16'
+    reference = stored_model(model, torch.zeros(1, 3, spec.height, spec.width)) if half else model
+    graph = Deployed(reference, arch).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path, ts_path, json_path = out / 'model.onnx', out / 'model.ts', out / 'model.json'
     json_path.unlink(missing_ok=True)  # no model.json until the new model files verify
     _export_onnx(graph, arch, spec, onnx_path)
-    _export_torchscript(graph, spec, ts_path)
-    differences = verify(model, arch, out, spec, verification_images(verify_data))
+    if half:
+        float16_initializers(onnx_path)
+    _export_torchscript(Deployed(float16_buffers(reference), arch).eval() if half else graph, spec, ts_path)
+    images = verification_images(verify_data)
+    differences = verify(reference, arch, out, spec, images)
     log.info('verified: %s (limit %.0e)', differences, TOLERANCE)
+    storage: dict[str, Any] = {'storage': weights}
+    if half:
+        storage.update(batchnorm='folded into the convolutions',
+                       rounding=rounding_change(model, reference, arch, spec, images))
+        problem = rounding_problem(storage['rounding'])
+        if problem:
+            raise ExportError(f'{onnx_path.parent}: float16 weights change the {problem}; '
+                              'export it with --weights float32')
+        log.info('float16 weights change the outputs by %s', storage['rounding'])
     document = {
         'format': 1, 'arch': arch.name, 'description': arch.description, 'classes': meta['classes'],
         'input': {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
@@ -188,7 +248,7 @@ def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: 
                    'decoding': DECODING[arch.output_format]},
         'postprocess': {**POSTPROCESS, **(postprocess or {})},
         'onnx_sha256': sha256_of(onnx_path), 'onnx_opset': OPSET,
-        'model': model_cost(graph, spec),
+        'model': model_cost(Deployed(model, arch).eval(), spec), 'weights': storage,
         'training': {'epochs': meta.get('epoch'), 'data': meta.get('data'), 'config': meta.get('config'),
                      'validation': meta.get('metrics')},
         'metrics': metrics or {},
@@ -215,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--score-threshold', type=float, help='default score threshold for the node')
     parser.add_argument('--nms-iou-threshold', type=float)
     parser.add_argument('--max-detections', type=int)
+    parser.add_argument('--weights', choices=STORAGE, default='float16',
+                        help='how model.onnx and model.ts store the weights: float16 (half the size; '
+                        'the change in the outputs is measured and recorded) or float32')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     post = {k: v for k, v in (('score_threshold', args.score_threshold),
@@ -223,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     try:
         path = export_bundle(args.checkpoint, args.out, verify_data=args.verify_data, metrics=metrics,
-                             postprocess=post)
+                             postprocess=post, weights=args.weights)
     except (ExportError, checkpoint.CheckpointError, ValueError) as exc:
         raise SystemExit(f'perception-export: {exc}') from None
     print(f'bundle written: {path.parent} (model.onnx, model.ts, model.json)')

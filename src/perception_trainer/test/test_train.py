@@ -83,6 +83,11 @@ def test_export_writes_a_verified_bundle_with_dynamic_batch(learned_bundle: Path
     differences = document['verification']['max_abs_difference']
     assert max(v for k, v in differences.items() if not k.endswith('differently')) <= 1e-4
     assert document['model']['parameters'] > 0 and document['model']['gflops'] > 0
+    # float16 weights by default: the change from the trained model is measured and small
+    rounding = document['weights']['rounding']
+    assert document['weights']['storage'] == 'float16'
+    assert rounding['box_pixels'] < 0.5 and rounding['scores'] < 0.01
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     session = ort.InferenceSession(str(bundle.onnx_path), providers=['CPUExecutionProvider'])
     (out,) = session.run(None, {'images': np.zeros((3, 3, 128, 160), np.float32)})
     assert out.shape == (3, 32 * 40, 7)

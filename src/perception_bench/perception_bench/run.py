@@ -36,7 +36,7 @@ from .backends import Effort
 log = logging.getLogger('bench')
 SECTIONS = ('backends', 'preprocessing', 'limit', 'node', 'cameras', 'family', 'training')
 # the family members `make bench` times (perception-family-bench times every one)
-FAMILY = 'n:tiny,n:mobilenet_v3,n:resnet18'
+FAMILY = 'n:tiny,m:resnet_slim,n:mobilenet_v3,n:resnet18'  # the CPU recipe, the shipped model, two more
 QUICK = Effort(repeats=2, gpu_calls=20, cpu_calls=4, warmup=2, agreement_frames=4)
 
 

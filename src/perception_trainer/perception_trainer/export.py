@@ -1,5 +1,9 @@
 """``perception-export``: a checkpoint -> the model bundle (model.onnx, model.ts, model.json).
 
+Weights are stored as float16 by default (``--weights``; :mod:`.float16_weights`): both files are
+then verified against the folded, rounded model they store, and what the rounding changed against
+the trained model is measured, recorded in model.json ``weights`` and held to its limits.
+
 The bundle is the contract between trainer, engine builder and node
 (``perception_core.bundle``). Export verifies itself: on real images, preprocessed by the
 node's own preprocessing, ONNX Runtime and TorchScript outputs must match PyTorch within
@@ -35,7 +39,14 @@ from perception_core.synth import render_scene
 
 from . import checkpoint
 from .architectures import ARCHITECTURES, Architecture, Deployed, model_options
-from .float16_weights import STORAGE, float16_buffers, float16_initializers, stored_model
+from .float16_weights import (
+    STORAGE,
+    float16_buffers,
+    float16_initializers,
+    rounding_change,
+    rounding_problem,
+    stored_model,
+)
 from .readers import load_dataset
 from .training_data import read_rgb
 from .versions import versions
@@ -44,10 +55,6 @@ log = logging.getLogger(__name__)
 OPSET = 17
 TOLERANCE = 1e-4
 TIE = 1e-6  # values this close in the peak test are a tie, whichever runtime breaks it
-# Most that rounding the weights to float16 may move a dense detection's box (network pixels) or
-# change its score; what it changes in practice is in bench/README.md.
-BOX_PIXEL_LIMIT = 0.5
-SCORE_LIMIT = 0.01
 VERIFY_IMAGES = 4
 VERIFY_SEED = 990_001  # scenes for verification when no data set is given; never a training seed
 POSTPROCESS = {'score_threshold': 0.3, 'nms_iou_threshold': 0.6, 'max_detections': 100}
@@ -122,16 +129,21 @@ def compare(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray],
     return worst, broken
 
 
+def _batch(images: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:
+    """Frames through the node's own preprocessing, as one network input batch."""
+    return torch.from_numpy(np.concatenate([preprocess(image, spec)[0] for image in images]))
+
+
 def verify(model: torch.nn.Module, arch: Architecture, bundle_dir: Path, spec: InputSpec,
            images: Sequence[np.ndarray]) -> dict[str, float]:
     """Max difference (``compare``) of ONNX Runtime and TorchScript against PyTorch, per batch size."""
     onnx_path, ts_path = bundle_dir / 'model.onnx', bundle_dir / 'model.ts'
-    tensors = [preprocess(image, spec)[0] for image in images]
+    tensors = [_batch([image], spec) for image in images]
     session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
     scripted = torch.jit.load(str(ts_path), map_location='cpu')
     report: dict[str, float] = {}
     for batch in (tensors[:1], tensors):
-        x = torch.from_numpy(np.concatenate(batch))
+        x = torch.cat(batch)
         with torch.no_grad():
             raw = model(x)
             expected = [o.numpy() for o in arch.head(raw)]
@@ -147,39 +159,6 @@ def verify(model: torch.nn.Module, arch: Architecture, bundle_dir: Path, spec: I
         raise ExportError(f'{onnx_path.parent}: exported model differs from PyTorch by {worst:.2e} '
                           f'(limit {TOLERANCE:.0e}): {report}')
     return report
-
-
-def rounding_change(trained: torch.nn.Module, stored: torch.nn.Module, arch: Architecture, spec: InputSpec,
-                    images: Sequence[np.ndarray]) -> dict[str, Any]:
-    """What storing the weights as float16 changes: the trained model against the stored one
-    (both float32 PyTorch) on the verification images, as absolute differences; where the peak
-    test compared two scores within ``SCORE_LIMIT`` either may win (counted, as in ``compare``).
-    Dense detections are split into box pixels and scores, each with its limit."""
-    x = torch.from_numpy(np.concatenate([preprocess(image, spec)[0] for image in images]))
-    with torch.no_grad():
-        raw = trained(x)
-        expected = [o.numpy() for o in arch.head(raw)]
-        ties = arch.ties(raw, SCORE_LIMIT).numpy() if arch.ties else None
-        actual = [o.numpy() for o in arch.head(stored(x))]
-    report: dict[str, Any] = {'ties_broken_differently': 0}
-    for name, e, a in zip(arch.output_names, expected, actual, strict=True):
-        diff = np.abs(e - a)
-        if ties is not None:
-            flipped = ties & (diff > 0) & ((a == 0) | (e == 0))
-            report['ties_broken_differently'] += int(flipped.sum())
-            diff = np.where(flipped, 0.0, diff)
-        if arch.output_format == 'dense_boxes_scores':
-            report.update(box_pixels=float(diff[..., :4].max()), scores=float(diff[..., 4:].max()))
-        else:
-            report[name] = float(diff.max())
-    return report
-
-
-def rounding_problem(change: dict[str, Any]) -> str | None:
-    for key, limit in (('box_pixels', BOX_PIXEL_LIMIT), ('scores', SCORE_LIMIT)):
-        if change.get(key, 0.0) > limit:
-            return f'{key.replace("_", " ")} by {change[key]:.3g} (limit {limit:g})'
-    return None
 
 
 def _export_onnx(graph: torch.nn.Module, arch: Architecture, spec: InputSpec, path: Path) -> None:
@@ -235,7 +214,7 @@ def export_bundle(checkpoint_path: str | Path, out: str | Path, *, verify_data: 
     storage: dict[str, Any] = {'storage': weights}
     if half:
         storage.update(batchnorm='folded into the convolutions',
-                       rounding=rounding_change(model, reference, arch, spec, images))
+                       rounding=rounding_change(model, reference, arch, _batch(images, spec)))
         problem = rounding_problem(storage['rounding'])
         if problem:
             raise ExportError(f'{onnx_path.parent}: float16 weights change the {problem}; '

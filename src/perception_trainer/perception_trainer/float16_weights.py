@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,8 +31,14 @@ from onnx import helper, numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .architectures import Architecture
+
 STORAGE = ('float16', 'float32')  # --weights; model.json "weights": {"storage": ...}
 SUFFIX = '_float16'  # a parameter ``weight`` is the buffer ``weight_float16`` in model.ts
+# Most that rounding the weights may move a dense detection's box (network pixels) or change its
+# score; what it changes in practice is in bench/README.md.
+BOX_PIXEL_LIMIT = 0.5
+SCORE_LIMIT = 0.01
 
 
 def _convolutions_before_batchnorms(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d, str]]:
@@ -145,3 +152,36 @@ def float16_initializers(path: Path) -> int:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return len(casts)
+
+
+def rounding_change(trained: nn.Module, stored: nn.Module, arch: Architecture,
+                    x: torch.Tensor) -> dict[str, Any]:
+    """What storing the weights as float16 changes: the trained model against the stored one
+    (both float32 PyTorch) on a batch of verification frames, as absolute differences; where the
+    peak test compared two scores within ``SCORE_LIMIT`` either may win (counted, as export's
+    ``compare`` does). Dense detections are split into box pixels and scores, each with its limit."""
+    with torch.no_grad():
+        raw = trained(x)
+        expected = [o.numpy() for o in arch.head(raw)]
+        ties = arch.ties(raw, SCORE_LIMIT).numpy() if arch.ties else None
+        actual = [o.numpy() for o in arch.head(stored(x))]
+    report: dict[str, Any] = {'ties_broken_differently': 0}
+    for name, e, a in zip(arch.output_names, expected, actual, strict=True):
+        diff = np.abs(e - a)
+        if ties is not None:
+            flipped = ties & (diff > 0) & ((a == 0) | (e == 0))
+            report['ties_broken_differently'] += int(flipped.sum())
+            diff = np.where(flipped, 0.0, diff)
+        if arch.output_format == 'dense_boxes_scores':
+            report.update(box_pixels=float(diff[..., :4].max()), scores=float(diff[..., 4:].max()))
+        else:
+            report[name] = float(diff.max())
+    return report
+
+
+def rounding_problem(change: dict[str, Any]) -> str | None:
+    """What went over its limit, in words, or None."""
+    for key, limit in (('box_pixels', BOX_PIXEL_LIMIT), ('scores', SCORE_LIMIT)):
+        if change.get(key, 0.0) > limit:
+            return f'{key.replace("_", " ")} by {change[key]:.3g} (limit {limit:g})'
+    return None

@@ -100,8 +100,7 @@ def eager_module(bundle: Bundle) -> Any:
     options = model_options(training if isinstance(training, dict) else {})
     model = arch.model(len(bundle.classes), **options).eval()
     state = torch.jit.load(str(bundle.torchscript_path), map_location='cpu').state_dict()
-    weights = bundle.raw.get('weights')
-    if isinstance(weights, dict) and weights.get('storage') == 'float16':  # stored folded, as float16
+    if bundle.weights_storage == 'float16':  # stored folded, as float16
         model = fold_batchnorm(model, torch.zeros(bundle.input.shape(1)))
         state = float32_state(state)
     eager = Deployed(model, arch)

@@ -206,6 +206,12 @@ class Bundle:
     def torchscript_path(self) -> Path:
         return self.directory / 'model.ts'
 
+    @property
+    def weights_storage(self) -> str:
+        """'float16' where the files store folded, float16-rounded weights; else 'float32'."""
+        weights = self.raw.get('weights')
+        return 'float16' if isinstance(weights, dict) and weights.get('storage') == 'float16' else 'float32'
+
 
 def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()

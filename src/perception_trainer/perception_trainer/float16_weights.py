@@ -43,43 +43,70 @@ SCORE_LIMIT = 0.01
 
 def _convolutions_before_batchnorms(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d, str]]:
     """(convolution, the qualified name of the BatchNorm2d its output goes straight into), from one
-    forward pass: the pairs are found by tensor identity, whatever the module tree looks like."""
+    forward pass: the pairs are found by tensor identity, whatever the module tree looks like. A
+    convolution whose output another module reads too is left alone: folding would change what
+    that module sees."""
     outputs: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}  # the tensors are kept: no id reuse
+    readers: dict[int, list[nn.Module]] = {}  # conv output id -> the modules that read it
     names = {module: name for name, module in model.named_modules()}
-    pairs: list[tuple[nn.Conv2d, str]] = []
 
     def conv_output(module: nn.Module, _: tuple, output: torch.Tensor) -> None:
         outputs[id(output)] = (module, output)  # type: ignore[assignment]
 
-    def batchnorm_input(module: nn.Module, inputs: tuple) -> None:
-        found = outputs.get(id(inputs[0]))
-        if found is not None and found[1] is inputs[0]:
-            pairs.append((found[0], names[module]))
+    def module_input(module: nn.Module, inputs: tuple) -> None:
+        for tensor in inputs:
+            found = outputs.get(id(tensor))
+            if found is not None and found[1] is tensor:
+                readers.setdefault(id(tensor), []).append(module)
 
+    leaves = [m for m in model.modules() if not list(m.children())]
     hooks = [m.register_forward_hook(conv_output) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    hooks += [m.register_forward_pre_hook(batchnorm_input) for m in model.modules()
-              if isinstance(m, nn.BatchNorm2d)]
+    hooks += [m.register_forward_pre_hook(module_input) for m in leaves]
     try:
         with torch.no_grad():
             model(example)
     finally:
         for hook in hooks:
             hook.remove()
+    pairs = []
+    for key, modules in readers.items():
+        if len(modules) == 1 and isinstance(modules[0], nn.BatchNorm2d):
+            pairs.append((outputs[key][0], names[modules[0]]))
     return pairs
 
 
 def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """An eval-mode copy of ``model`` with each BatchNorm2d after a convolution folded into it
     (and replaced by Identity). The structure depends only on the architecture, so a fresh model
-    folded the same way loads a folded model's state dict."""
+    folded the same way loads a folded model's state dict. Refused if the folded copy computes
+    something else on ``example`` (a convolution's output also used outside modules, say)."""
     folded = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        before = folded(example)
     for conv, bn_name in _convolutions_before_batchnorms(folded, example):
         parent_name, _, attribute = bn_name.rpartition('.')
         parent = folded.get_submodule(parent_name)
         fused = fuse_conv_bn_eval(conv, getattr(parent, attribute))
         conv.weight, conv.bias = fused.weight, fused.bias
         setattr(parent, attribute, nn.Identity())
+    with torch.no_grad():
+        _require_same(before, folded(example))
     return folded
+
+
+def _require_same(before: Any, after: Any, where: str = 'output') -> None:
+    if isinstance(before, torch.Tensor):
+        scale = float(before.abs().max()) + 1e-6
+        difference = float((before - after).abs().max())
+        if not difference <= 1e-3 * scale:
+            raise ValueError(f'folding batch norms changed the model\'s {where} by {difference:.3g} '
+                             f'(largest value {scale:.3g}); export it with --weights float32')
+    elif isinstance(before, Mapping):
+        for key in before:
+            _require_same(before[key], after[key], f'{where}[{key!r}]')
+    elif isinstance(before, (tuple, list)):
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            _require_same(b, a, f'{where}[{i}]')
 
 
 def round_to_float16(model: nn.Module) -> nn.Module:

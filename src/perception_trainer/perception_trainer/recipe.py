@@ -20,8 +20,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from perception_core import atomic
 
 from .checkpoint import BEST
@@ -30,7 +28,7 @@ from .evaluate import evaluate_bundle, format_table
 from .export import export_bundle
 from .generate import generate_dataset
 from .readers import COCO_FILE
-from .train import train
+from .train import device_type, train
 
 log = logging.getLogger('perception_trainer.recipe')
 # (directory name, images, seed); the test seed is never used for training or validation.
@@ -77,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.skip_train:
         best = Path(cfg.out) / BEST
     else:
-        if cfg.backbone != 'tiny' and (cfg.device == 'cpu' or not torch.cuda.is_available()):
+        if cfg.backbone != 'tiny' and device_type(cfg.device) == 'cpu':
             log.warning('training %s %s on the CPU: a few images/s, hours for %d epochs; '
                         '--backbone tiny --size n is the CPU recipe', cfg.backbone, cfg.size, cfg.epochs)
         ensure_dataset(args.data_dir, 'train', args.synth_workers)

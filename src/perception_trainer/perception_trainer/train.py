@@ -47,8 +47,13 @@ from .weight_average import WeightAverage
 log = logging.getLogger('perception_trainer.train')
 
 
+def device_type(setting: str) -> str:
+    """'cuda' or 'cpu': what the ``device`` setting (auto, cuda, cpu) trains on here."""
+    return 'cuda' if setting == 'cuda' or (setting == 'auto' and torch.cuda.is_available()) else 'cpu'
+
+
 def pick_device(kind: str, process: distributed.Process) -> torch.device:
-    if kind == 'cuda' or (kind == 'auto' and torch.cuda.is_available()):
+    if device_type(kind) == 'cuda':
         if not torch.cuda.is_available():
             raise RuntimeError('device cuda asked for, but torch sees no CUDA device')
         return torch.device('cuda', process.local_rank)
@@ -133,8 +138,7 @@ def _configure_torch(cfg: TrainConfig, device: torch.device) -> None:
 def train(cfg: TrainConfig) -> Path:
     """Run the recipe; returns the best checkpoint's path."""
     started = time.perf_counter()
-    process = distributed.start('cuda' if cfg.device == 'cuda' or (
-        cfg.device == 'auto' and torch.cuda.is_available()) else 'cpu')
+    process = distributed.start(device_type(cfg.device))
     try:
         return _train(cfg, process, started)
     finally:

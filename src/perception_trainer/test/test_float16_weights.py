@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from perception_core.bundle import load_bundle
 from perception_trainer import checkpoint
 from perception_trainer.architectures import ARCHITECTURES, Deployed
 from perception_trainer.export import ExportError, export_bundle
@@ -57,6 +58,35 @@ def test_every_batch_norm_of_the_family_folds_into_its_convolution_exactly(backb
             torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
     fresh = fold_batchnorm(CENTERNET.model(3, backbone, 'n').eval(), IMAGES[:1])
     fresh.load_state_dict(folded.state_dict())  # the structure is the architecture's alone
+
+
+class _SharedConvolution(nn.Module):
+    """A convolution whose output goes into its batch norm and, unnormalised, into a second module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.side = nn.ReLU()
+        self.own = nn.Conv2d(3, 4, 3, padding=1)
+        self.own_bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + self.side(y) + self.own_bn(self.own(x))
+
+
+def test_a_convolution_whose_output_another_module_reads_is_not_folded() -> None:
+    model = _SharedConvolution().eval()
+    with torch.no_grad():
+        for bn in (model.bn, model.own_bn):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    folded = fold_batchnorm(model, IMAGES[:1])
+    assert isinstance(folded.bn, nn.BatchNorm2d)  # left alone: folding would change what side sees
+    assert isinstance(folded.own_bn, nn.Identity)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
 
 
 def test_rounding_keeps_float32_tensors_holding_float16_values_and_refuses_what_float16_cannot_hold() -> None:
@@ -130,6 +160,8 @@ def test_export_stores_float16_by_default_records_the_change_and_keeps_float32_o
     assert 0 < change['box_pixels'] < 0.5 and 0 <= change['scores'] < 0.01
     assert half['model'] == full['model']  # the trained model's parameters, whatever the storage
     assert sizes['float16'] < 0.55 * sizes['float32']
+    stored = [load_bundle(tmp_path / w).weights_storage for w in ('float16', 'float32')]
+    assert stored == ['float16', 'float32']
     with pytest.raises(ValueError, match="weights 'int8': one of float16, float32"):
         export_bundle(saved, tmp_path / 'int8', weights='int8')
 

@@ -3,6 +3,8 @@ YOLO11n 34). For each member, on freshly rendered data:
 
 1. the loader alone: batches/s out of the trainer's own DataLoader (``train._loader``: cached
    images, the default augmentation, targets), at each ``--workers`` count, nothing on the GPU;
+   with ``--photometric loader,device`` also with the colour, blur and noise left to the device
+   (``photometric_on device``), and what ``photometric.OnDevice`` then costs there per batch;
 2. the step alone: one batch already on the device, ``--steps`` optimiser steps as
    ``epoch.train_one_epoch`` runs them, whole (images/s) and phase by phase (a synchronise between
    phases: normalise, forward, loss, finite check, backward, clip + optimiser, schedule, weight
@@ -30,7 +32,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from perception_trainer import distributed
+from perception_trainer import distributed, photometric
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.config import TrainConfig
 from perception_trainer.epoch import GRAD_CLIP, NOT_TARGETS, Run, _check_finite, train_step
@@ -46,7 +48,8 @@ def render(root: Path, images: int) -> Path:
     return root
 
 
-def setup(member: str, data: Path, device: torch.device, out: Path) -> tuple[Run, DetectionDataset]:
+def setup(member: str, data: Path, device: torch.device, out: Path,
+          photometric_on: str = 'loader') -> tuple[Run, DetectionDataset]:
     """The member's run and its training set, images cached once (each figure changes only the
     loader's workers or batch size). OpenCV single-threaded, as the trainer sets it for workers."""
     backbone, _, size = member.partition(':')
@@ -58,7 +61,7 @@ def setup(member: str, data: Path, device: torch.device, out: Path) -> tuple[Run
     spec = arch.input_spec(*arch.input_size)
     train_set, samples, _, _ = _datasets(cfg, process)
     dataset = DetectionDataset(samples, spec, arch.encode, len(train_set.classes), train=True,
-                               augment=cfg.augment, seed=cfg.seed, cache=True)
+                               augment=cfg.augment, seed=cfg.seed, cache=True, photometric=photometric_on)
     return Run(cfg, arch, spec, tuple(train_set.classes), process, device), dataset
 
 
@@ -71,6 +74,42 @@ def loader_rate(dataset: DetectionDataset, run: Run, workers: int, batches: int)
     start = time.perf_counter()
     count = sum(len(batch['image']) for batch in itertools.islice(iterator, batches))
     return count / (time.perf_counter() - start)
+
+
+def photometric_ms(run: Run, dataset: DetectionDataset, batch_size: int,
+                   repeats: int = 20) -> dict[str, Any]:
+    """Milliseconds per batch of the device photometric half: eager (``photometric.apply``) and as
+    the training loop runs it (``photometric.OnDevice``: a CUDA graph on CUDA), and torch.profiler's
+    top operators in the latter."""
+    cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
+    loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
+    batch = next(iter(loader))
+    images = batch['image'].to(run.device)
+    sync = torch.cuda.synchronize if run.device.type == 'cuda' else (lambda: None)
+    generator = photometric.generator_for(run.device, 0, 0, 0)
+
+    def timed(call: Any) -> float:
+        for _ in range(3):
+            call(images, batch['photometric'], generator)
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call(images, batch['photometric'], generator)
+        sync()
+        return round((time.perf_counter() - start) / repeats * 1e3, 3)
+
+    in_loop = photometric.OnDevice(run.device)
+    found: dict[str, Any] = {'eager_ms': timed(photometric.apply), 'in_training_ms': timed(in_loop)}
+    same = [call(images, batch['photometric'], photometric.generator_for(run.device, 0, 0, 0))
+            for call in (photometric.apply, in_loop)]
+    found['in_training_vs_eager_max_abs'] = float((same[0] - same[1]).abs().max())
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        for _ in range(5):
+            in_loop(images, batch['photometric'], generator)
+        sync()
+    found['profile_top'] = prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=15)
+    return found
 
 
 def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
@@ -153,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--batches', type=int, default=40, help='loader batches per worker count')
     parser.add_argument('--steps', type=int, default=40)
     parser.add_argument('--batch-sizes', default='32', help='step section: batch sizes, comma separated')
+    parser.add_argument('--photometric', default='loader',
+                        help='loader section: photometric_on places, comma separated (loader, device)')
     args = parser.parse_args(argv)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     args.out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         for workers in [int(w) for w in args.workers.split(',')]:
             found['loader_images_per_s'][workers] = round(loader_rate(dataset, run, workers, args.batches), 1)
             print(member, 'loader', workers, found['loader_images_per_s'][workers], flush=True)
+        if 'device' in args.photometric.split(','):
+            _, on_device = setup(member, data, device, args.out, photometric_on='device')
+            rates = found['loader_images_per_s_photometric_on_device'] = {}
+            for workers in [int(w) for w in args.workers.split(',')]:
+                rates[workers] = round(loader_rate(on_device, run, workers, args.batches), 1)
+                print(member, 'loader, photometric on the device', workers, rates[workers], flush=True)
+            costs = found['photometric_ms'] = {
+                b: photometric_ms(run, on_device, int(b)) for b in args.batch_sizes.split(',')}
+            for b, cost in costs.items():
+                print(member, 'photometric ms per batch of', b, {k: v for k, v in cost.items()
+                                                                if k != 'profile_top'}, flush=True)
+            print(next(iter(costs.values()))['profile_top'], flush=True)
         for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
             cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
             loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)

@@ -26,6 +26,7 @@ from perception_core.atomic import write_json
 from perception_core.qos import RELIABILITY, QosSpec
 
 TEARDOWN_S = 10.0
+ACK_S = 20.0
 
 
 def save_frames(path: str | Path, frames: Sequence[dict[str, Any]]) -> Path:
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import rclpy
+    from rclpy.duration import Duration
     from sensor_msgs.msg import Image
 
     from isaac_trt_perception.qos import profile
@@ -98,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         publisher.publish(msg)
         published.append({'index': n % len(messages), 'stamp_ns': msg.header.stamp.sec * 10**9
                           + msg.header.stamp.nanosec})
-    time.sleep(0.5)  # let the last frames leave before the participant goes
+    if args.reliability == 'reliable':
+        # A reliable frame still being resent (a 1280x720 frame is dozens of fragments) is
+        # dropped with the participant: wait until every subscriber has acknowledged every frame.
+        if not publisher.wait_for_all_acked(Duration(seconds=ACK_S)):
+            print(f'frame_source: not every subscriber of {args.topic} acknowledged every frame within '
+                  f'{ACK_S:.0f} s', file=sys.stderr)
+    else:
+        time.sleep(0.5)  # let the last frames leave before the participant goes
     if args.log:
         write_json(args.log, published)
     # Fast DDS can busy-wait in the participant's teardown while a discovery callback is in flight

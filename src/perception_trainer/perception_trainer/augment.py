@@ -16,6 +16,8 @@ import numpy as np
 
 from perception_core.bundle import InputSpec
 
+from . import photometric as ph
+
 MIN_VISIBILITY = 0.4  # a box cut by augmentation to less than this fraction of itself is dropped
 POLICIES = ('none', 'default', 'strong')
 # Old recipes said ``augment: true`` / ``false`` (and the command line ``--augment false``).
@@ -41,14 +43,23 @@ def _boxes() -> A.BboxParams:
                         min_visibility=MIN_VISIBILITY, min_width=2, min_height=2)
 
 
-def _default(spec: InputSpec) -> list[A.BasicTransform]:
-    # The shipped recipe's, unchanged: models/detector was trained with exactly these.
+def _default_geometry(spec: InputSpec) -> list[A.BasicTransform]:
     return [
         A.Affine(scale=(0.75, 1.3), translate_percent=(-0.1, 0.1), keep_ratio=True, fill=spec.pad_value,
                  p=0.7),
         A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.7),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.3),
+    ]
+
+
+def _default(spec: InputSpec) -> list[A.BasicTransform]:
+    # The shipped recipe's: models/detector was trained with exactly these. The photometric part's
+    # ranges are photometric.py's, which runs the same on the training device (photometric_on).
+    return [
+        *_default_geometry(spec),
+        A.ColorJitter(brightness=ph.BRIGHTNESS, contrast=ph.CONTRAST, saturation=ph.SATURATION, hue=ph.HUE,
+                      p=ph.JITTER_CHANCE),
+        A.OneOf([A.GaussianBlur(blur_limit=ph.BLUR_SIZES, sigma_limit=ph.BLUR_SIGMA),
+                 A.GaussNoise(std_range=ph.NOISE_STD)], p=ph.BLUR_OR_NOISE_CHANCE),
     ]
 
 
@@ -103,10 +114,15 @@ def _seed_children(compose: A.BaseCompose, path: list[int]) -> None:
             _seed_children(transform, [*path, position])
 
 
-def policy(name: str, spec: InputSpec) -> A.Compose | None:
-    """The box-aware augmentation called ``name`` for ``spec``'s canvas; None for ``none``."""
+def policy(name: str, spec: InputSpec, *, photometric: bool = True) -> A.Compose | None:
+    """The box-aware augmentation called ``name`` for ``spec``'s canvas; None for ``none``.
+    ``photometric=False``: ``default``'s geometry alone (photometric.py does the rest per batch)."""
     name = policy_name(name)
     if name == 'none':
         return None
+    if not photometric:
+        if name != 'default':
+            raise ValueError(f'the {name!r} policy has no per-batch photometric part: only default has')
+        return A.Compose(_default_geometry(spec), bbox_params=_boxes())
     compose = IndependentlySeeded if name == 'strong' else A.Compose
     return compose(_TRANSFORMS[name](spec), bbox_params=_boxes())

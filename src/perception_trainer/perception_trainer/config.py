@@ -68,6 +68,10 @@ class TrainConfig(BaseModel):
     cache_images: bool = Field(True, description='decode and letterbox every image once, keep in RAM')
     augment: str = Field('default', description='augmentation policy: none | default | strong '
                          '(sim-to-real); true / false (old recipes) mean default / none')
+    photometric_on: Literal['auto', 'loader', 'device'] = Field(
+        'auto', description='where the default policy\'s colour jitter, blur and noise run: loader '
+        '(per sample, albumentations), device (per batch on the training device; the loader keeps the '
+        'geometry), auto = device on CUDA, loader on the CPU')
     seed: int = Field(0, ge=0)
     device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
@@ -109,6 +113,13 @@ class TrainConfig(BaseModel):
         if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
             raise ValueError(f'{value!r} is not WIDTHxHEIGHT (e.g. 320x256)')
         return f'{int(parts[0])}x{int(parts[1])}'
+
+    @model_validator(mode='after')
+    def _photometric_policy(self) -> TrainConfig:
+        if self.photometric_on == 'device' and self.augment != 'default':
+            raise ValueError(f'photometric_on device is built for the default augmentation policy only, '
+                             f'not {self.augment!r}: use photometric_on loader or auto')
+        return self
 
     @model_validator(mode='after')
     def _model_choice(self) -> TrainConfig:

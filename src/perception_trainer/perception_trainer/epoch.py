@@ -18,7 +18,7 @@ from perception_core.bundle import InputSpec
 from perception_core.coco_metrics import Metrics
 from perception_core.decode import Thresholds
 
-from . import distributed
+from . import distributed, photometric
 from .architectures import Architecture
 from .checkpoint import TrainingState
 from .config import TrainConfig
@@ -28,7 +28,7 @@ from .training_data import DetectionDataset, normalise
 
 GRAD_CLIP = 10.0
 VALIDATION_NMS = 0.6
-NOT_TARGETS = ('image', 'index', 'valid')  # batch entries that are not loss targets
+NOT_TARGETS = ('image', 'index', 'valid', 'photometric')  # batch entries that are not loss targets
 
 
 class NonFiniteLoss(RuntimeError):
@@ -73,9 +73,10 @@ def _check_finite(values: torch.Tensor, names: list[str], where: str) -> None:
 
 def train_step(net: torch.nn.Module, state: TrainingState, images: torch.Tensor,
                targets: dict[str, torch.Tensor], run: Run, *, where: str) -> tuple[list[str], torch.Tensor]:
-    """One optimiser step on a batch already on the device (``images`` uint8); the schedule, the
-    loss scale and the weight average step with it. -> (the loss parts' names, in the order
-    arch.loss returns them, and their values). ``where`` names the step in a NonFiniteLoss."""
+    """One optimiser step on a batch already on the device (``images`` uint8, or float 0-255 after
+    :class:`photometric.OnDevice`); the schedule, the loss scale and the weight average step with
+    it. -> (the loss parts' names, in the order arch.loss returns them, and their values).
+    ``where`` names the step in a NonFiniteLoss."""
     inputs = normalise(images, run.spec)
     if run.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -108,11 +109,15 @@ def train_one_epoch(net: torch.nn.Module, state: TrainingState, loader: DataLoad
     names: list[str] = []  # the loss parts, in the order arch.loss returns them
     sums = torch.zeros(0, device=device)
     lr = state.optimizer.param_groups[0]['lr']
+    on_device = photometric.OnDevice(device)  # photometric_on device: a CUDA graph per batch shape
     bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', unit='batch', disable=not show,
                dynamic_ncols=True)
     for step, batch in enumerate(bar):
         lr = state.optimizer.param_groups[0]['lr']
         images = batch['image'].to(device, non_blocking=True)
+        if 'photometric' in batch:  # photometric_on: device
+            images = on_device(images, batch['photometric'], photometric.generator_for(
+                device, cfg.seed, epoch, int(batch['index'][0])))
         targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in NOT_TARGETS}
         names, values = train_step(net, state, images, targets, run,
                                    where=f'{rank}epoch {epoch + 1}, step {step + 1}/{steps}')

@@ -32,7 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from perception_core import atomic
 
-from . import backbones, checkpoint, distributed
+from . import backbones, checkpoint, distributed, photometric
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture, model_options
 from .checkpoint import TrainingState
@@ -205,7 +205,9 @@ def _save(out: Path, state: TrainingState, meta: dict[str, Any], best: float, hi
 def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Path:
     device = pick_device(cfg.device, process)
     cores = len(os.sched_getaffinity(0))
-    cfg = cfg.model_copy(update={'workers': loader_workers(cfg.workers, device.type, cores, process.world)})
+    cfg = cfg.model_copy(update={'workers': loader_workers(cfg.workers, device.type, cores, process.world),
+                                 'photometric_on': photometric.place(cfg.photometric_on, cfg.augment,
+                                                                     device.type)})
     _configure_torch(cfg, device)
     seed_everything(cfg.seed + process.rank)
     out = Path(cfg.out)
@@ -221,7 +223,8 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
                  process.world)
     show = process.main
     train_data = DetectionDataset(train_samples, spec, arch.encode, len(classes), train=True,
-                                  augment=cfg.augment, seed=cfg.seed, cache=cfg.cache_images, progress=show)
+                                  augment=cfg.augment, seed=cfg.seed, cache=cfg.cache_images, progress=show,
+                                  photometric=cfg.photometric_on)
     val_data = DetectionDataset(val_samples, spec, arch.encode, len(classes), train=False,
                                 cache=cfg.cache_images, progress=show)
     train_loader, train_sampler = _loader(train_data, cfg, process, train=True, device=device)

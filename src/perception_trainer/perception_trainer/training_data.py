@@ -22,6 +22,7 @@ from tqdm import tqdm
 from perception_core.bundle import InputSpec
 from perception_core.preprocess import Transform, plan_transform
 
+from . import photometric as ph
 from .annotations import Sample
 from .architectures import Encode
 from .augment import policy, policy_name
@@ -51,11 +52,13 @@ def read_rgb(path: str) -> np.ndarray | None:
 
 
 class DetectionDataset(Dataset):
-    """Samples -> {'image': uint8 [3, H, W], 'index', 'valid', <the architecture's targets>}."""
+    """Samples -> {'image': uint8 [3, H, W], 'index', 'valid', <the architecture's targets>}; with
+    ``photometric='device'`` also 'photometric' (float32 [photometric.PARAMETERS]), the sample's
+    colour, blur and noise for :func:`photometric.apply` to do on the training device."""
 
     def __init__(self, samples: list[Sample], spec: InputSpec, encode: Encode, num_classes: int, *,
                  train: bool, augment: str | bool = 'default', seed: int = 0, cache: bool = False,
-                 progress: bool = False) -> None:
+                 progress: bool = False, photometric: str = 'loader') -> None:
         self.samples = samples
         self.spec = spec
         self.encode = encode
@@ -64,7 +67,9 @@ class DetectionDataset(Dataset):
         self.seed = seed
         self.epoch = 0  # set by the trainer each epoch; workers are re-created per epoch
         # augment: a policy name (none / default / strong); True / False as old callers pass it.
-        self.transform = policy(policy_name(augment), spec) if train else None
+        name = policy_name(augment)
+        self.on_device = train and name == 'default' and photometric == 'device'
+        self.transform = policy(name, spec, photometric=not self.on_device) if train else None
         self._cache: list[np.ndarray | None] | None = None
         if cache:
             # Decoded once in the main process; forked loader workers share the pages.
@@ -112,5 +117,8 @@ class DetectionDataset(Dataset):
             boxes = np.asarray(out['bboxes'], np.float32).reshape(-1, 4)
             labels = np.asarray(out['labels'], np.int64)
         targets = self.encode(boxes, labels, self.num_classes, self.spec.height, self.spec.width)
+        if self.on_device:
+            targets['photometric'] = ph.draw(int(np.random.SeedSequence([self.seed, self.epoch, index, 1])
+                                                 .generate_state(1)[0]))
         return {'image': np.ascontiguousarray(canvas.transpose(2, 0, 1)), 'index': index, 'valid': valid,
                 **targets}

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +123,16 @@ def listener(ros_domain_id: int) -> Iterator[Listener]:
     ears.close()
 
 
-def wait_for(condition, timeout: float, what: str, node: subprocess.Popen | None = None) -> None:
+def wait_for(condition, timeout: float, what: str, node: subprocess.Popen | None = None,
+             detail: Callable[[], str] | None = None) -> None:
+    """Until ``condition()``; a timeout fails naming ``what`` and, given ``detail``, what it says."""
     deadline = time.monotonic() + timeout
     while not condition():
         if node is not None and node.poll() is not None:
             pytest.fail(f'node exited ({node.returncode}) while waiting for {what}:\n{node.stdout.read()}')
         if time.monotonic() > deadline:
-            pytest.fail(f'timed out after {timeout} s waiting for {what}')
+            told = f': {detail()}' if detail else ''
+            pytest.fail(f'timed out after {timeout} s waiting for {what}{told}')
         time.sleep(0.05)
 
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_node_e2e import (  # isort: skip
@@ -52,13 +51,14 @@ def test_imported_yolo26_answers_in_image_pixels_with_the_frames_header(tmp_path
         assert [r.class_name for r in listener.labels[-1].class_map] == list(detector.bundle.classes)
         sent = publish(frames, tmp_path, ros_env, 'frames', rate=5.0, reliability='reliable', depth='10',
                        frame_id='left_camera_optical')
-        try:
-            wait_for(lambda: len(listener.by_stamp()) >= len(sent), 30, 'every frame answered', node)
-        except pytest.fail.Exception:
+
+        def unanswered() -> str:
             missing = [s['index'] for s in sent if s['stamp_ns'] not in listener.by_stamp()]
             status = listener.last_status() if listener.diagnostics else 'none received'
-            pytest.fail(f'frames {missing} of {len(sent)} unanswered after 30 s; the node\'s last '
-                        f'diagnostics: {status}')
+            return f'frames {missing} of {len(sent)} unanswered; the node\'s last diagnostics: {status}'
+
+        wait_for(lambda: len(listener.by_stamp()) >= len(sent), 30, 'every frame answered', node,
+                 detail=unanswered)
     finally:
         stop_node(node)
     answers = listener.by_stamp()

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import albumentations as A
-import numpy as np
 
 from perception_core.bundle import InputSpec
 
 from . import photometric as ph
+from . import seeds
 
 MIN_VISIBILITY = 0.4  # a box cut by augmentation to less than this fraction of itself is dropped
 POLICIES = ('none', 'default', 'strong')
@@ -108,7 +108,7 @@ class IndependentlySeeded(A.Compose):
 
 def _seed_children(compose: A.BaseCompose, path: list[int]) -> None:
     for position, transform in enumerate(compose.transforms):
-        seed = int(np.random.SeedSequence([*path, position]).generate_state(1)[0])
+        seed = seeds.derived(*path, position)
         transform.set_random_seed(seed)
         if isinstance(transform, A.BaseCompose):
             _seed_children(transform, [*path, position])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -51,6 +52,11 @@ class Run:
         # On the CPU too: oneDNN's convolutions run the tiny model's training step about twice as
         # fast channels-last (bench/README "CPU training step").
         return self.cfg.channels_last
+
+    @cached_property
+    def device_photometric(self) -> photometric.OnDevice:
+        # One per training run, so each batch shape's CUDA graph is captured once, not every epoch.
+        return photometric.OnDevice(self.device)
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,13 @@ def train_one_epoch(net: torch.nn.Module, state: TrainingState, loader: DataLoad
     names: list[str] = []  # the loss parts, in the order arch.loss returns them
     sums = torch.zeros(0, device=device)
     lr = state.optimizer.param_groups[0]['lr']
-    on_device = photometric.OnDevice(device)  # photometric_on device: a CUDA graph per batch shape
     bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', unit='batch', disable=not show,
                dynamic_ncols=True)
     for step, batch in enumerate(bar):
         lr = state.optimizer.param_groups[0]['lr']
         images = batch['image'].to(device, non_blocking=True)
         if 'photometric' in batch:  # photometric_on: device
-            images = on_device(images, batch['photometric'], photometric.generator_for(
+            images = run.device_photometric(images, batch['photometric'], photometric.generator_for(
                 device, cfg.seed, epoch, int(batch['index'][0])))
         targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in NOT_TARGETS}
         names, values = train_step(net, state, images, targets, run,

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import seeds
+
 # The default policy's photometric ranges and chances; augment._default builds its albumentations
 # transforms from these.
 JITTER_CHANCE = 0.7
@@ -201,5 +203,5 @@ class OnDevice:
 def generator_for(device: torch.device, seed: int, epoch: int, first_index: int) -> torch.Generator:
     """The noise generator for one batch: its seed depends on the batch's first sample only."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.SeedSequence([seed, epoch, first_index, 7]).generate_state(1)[0]))
+    generator.manual_seed(seeds.derived(seed, epoch, first_index, 7))
     return generator

@@ -23,6 +23,7 @@ from perception_core.bundle import InputSpec
 from perception_core.preprocess import Transform, plan_transform
 
 from . import photometric as ph
+from . import seeds
 from .annotations import Sample
 from .architectures import Encode
 from .augment import policy, policy_name
@@ -110,15 +111,13 @@ class DetectionDataset(Dataset):
         labels = sample.labels
         if self.transform is not None:
             # Seeded per (seed, epoch, index): the same augmentation whatever the worker count.
-            self.transform.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, index])
-                                               .generate_state(1)[0]))
+            self.transform.set_random_seed(seeds.derived(self.seed, self.epoch, index))
             out = self.transform(image=canvas, bboxes=boxes, labels=labels)
             canvas = out['image']
             boxes = np.asarray(out['bboxes'], np.float32).reshape(-1, 4)
             labels = np.asarray(out['labels'], np.int64)
         targets = self.encode(boxes, labels, self.num_classes, self.spec.height, self.spec.width)
         if self.on_device:
-            targets['photometric'] = ph.draw(int(np.random.SeedSequence([self.seed, self.epoch, index, 1])
-                                                 .generate_state(1)[0]))
+            targets['photometric'] = ph.draw(seeds.derived(self.seed, self.epoch, index, 1))
         return {'image': np.ascontiguousarray(canvas.transpose(2, 0, 1)), 'index': index, 'valid': valid,
                 **targets}

@@ -121,7 +121,7 @@ def policy(name: str, spec: InputSpec, *, photometric: bool = True) -> A.Compose
     if name == 'none':
         return None
     if not photometric:
-        if name != 'default':
+        if not ph.has_device_version(name):
             raise ValueError(f'the {name!r} policy has no per-batch photometric part: only default has')
         return A.Compose(_default_geometry(spec), bbox_params=_boxes())
     compose = IndependentlySeeded if name == 'strong' else A.Compose

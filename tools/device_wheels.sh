@@ -20,7 +20,7 @@ if [[ "${1:-}" == peers ]]; then
     --implementation cp "${PLATFORMS[@]}" -d "$DEST" \
     ultralytics==8.4.190 ultralytics-thop==2.0.18 pycocotools==2.0.11 pydantic==2.14.3 pydantic-core==2.50.4 \
     annotated-types==0.8.0 typing-inspection==0.4.5 albumentations==2.0.8 albucore==0.0.24 \
-    stringzilla==5.3.2 simsimd==6.5.16
+    stringzilla==5.3.2 simsimd==6.5.16 faster-coco-eval==1.8.0
   du -sh "$DEST"
   exit 0
 fi
@@ -38,11 +38,12 @@ echo "$closure" | grep -viE '^(torch|numpy|scipy|opencv-python-headless|nvidia-|
   > /tmp/device-closure.txt
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp "${PLATFORMS[@]}" -d "$DEST" -r /tmp/device-closure.txt
-# The trainer's augmentation library, for GPU training runs; installed there with --no-deps
-# (tools/bench_device.sh) because the device's OpenCV is not the opencv-python-headless dist.
+# The trainer's augmentation library and its per-epoch COCO scorer, for GPU training runs; installed
+# there with --no-deps (tools/device_setup.sh) because the device's OpenCV is not the
+# opencv-python-headless dist.
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp "${PLATFORMS[@]}" -d "$DEST" \
-  albumentations==2.0.8 albucore==0.0.24 stringzilla==5.3.2 simsimd==6.5.16
+  albumentations==2.0.8 albucore==0.0.24 stringzilla==5.3.2 simsimd==6.5.16 faster-coco-eval==1.8.0
 du -sh "$DEST"
 # What travels: the same wheels stored and xz-compressed (~19 MB instead of ~58 MB, beside a ~25 MB tree).
 .venv/bin/python tools/wheel_pack.py pack "$DEST" .whl_packed/wheels.tar.xz

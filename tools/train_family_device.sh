@@ -2,7 +2,7 @@
 # The trainer's new model family on the GPU device, in ONE call of the device tool:
 #   run  carry=[".whl_train"]  command="tools/train_family_device.sh"
 # .whl_train holds what the device lacks for training (albumentations and its three compiled
-# dependencies, pydantic, pycocotools: 8 MB; pip download ... --python-version 3.12, see
+# dependencies, pydantic, pycocotools, faster-coco-eval: 9 MB; pip download ... --python-version 3.12, see
 # tools/device_wheels.sh for the flags). Renders the default recipe's three sets once (16 processes),
 # then trains each backbone in BACKBONES at the same time with the default recipe
 # (config/train_default.yaml) for MINUTES, exports, and scores it on the held-out set; from scratch:

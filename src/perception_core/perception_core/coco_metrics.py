@@ -1,5 +1,11 @@
 """COCO detection metrics computed by pycocotools: mAP@[.5:.95], mAP@.5, per-class AP and the
-precision/recall curves behind them."""
+precision/recall curves behind them.
+
+``fast=True`` computes them with faster-coco-eval instead, a C++ port of the same COCOeval (the
+same numbers: the trainer's test_validation_metrics.py checks them against pycocotools'), for the
+trainer's validation after every epoch, inside its time budget (bench/README "Where a training
+sample's time goes"). It is a training dependency (requirements/python.txt), not the robot's;
+every report and held-out score stays pycocotools'."""
 
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ class Metrics:
                 'per_class_AP50': clean(self.per_class_ap50)}
 
 
-def _ground_truth(samples: Sequence[Sample], classes: Sequence[str]) -> COCO:
+def _ground_truth(samples: Sequence[Sample], classes: Sequence[str], coco: type = COCO) -> COCO:
     images, annotations = [], []
     for i, s in enumerate(samples):
         images.append({'id': i, 'width': s.width, 'height': s.height})
@@ -53,7 +59,7 @@ def _ground_truth(samples: Sequence[Sample], classes: Sequence[str]) -> COCO:
             w, h = float(box[2] - box[0]), float(box[3] - box[1])
             annotations.append({'id': len(annotations) + 1, 'image_id': i, 'category_id': int(label),
                                 'bbox': [float(box[0]), float(box[1]), w, h], 'area': w * h, 'iscrowd': 0})
-    gt = COCO()
+    gt = coco()
     gt.dataset = {'images': images, 'annotations': annotations,
                   'categories': [{'id': i, 'name': n} for i, n in enumerate(classes)]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
@@ -66,21 +72,23 @@ def _ap(precision: np.ndarray) -> float:
     return float(valid.mean()) if valid.size else float('nan')
 
 
-def evaluate(samples: Sequence[Sample], classes: Sequence[str], detections: Mapping[int, Detections]
-             ) -> Metrics:
-    """Score ``detections`` (keyed by index into ``samples``; missing = none) against the samples."""
-    gt = _ground_truth(samples, classes)
+def evaluate(samples: Sequence[Sample], classes: Sequence[str], detections: Mapping[int, Detections],
+             *, fast: bool = False) -> Metrics:
+    """Score ``detections`` (keyed by index into ``samples``; missing = none) against the samples;
+    ``fast``: with faster-coco-eval (see the module's docstring)."""
+    coco, coco_eval = (COCO, COCOeval) if not fast else _faster_coco_eval()
+    gt = _ground_truth(samples, classes, coco)
     results = [[i, *box[:2], box[2] - box[0], box[3] - box[1], score, cls]
                for i, d in detections.items()
                for box, score, cls in zip(d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist(),
                                           strict=True)]
     with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(np.array(results, np.float64)) if results else COCO()
+        dt = gt.loadRes(np.array(results, np.float64)) if results else coco()
         if not results:
             dt.dataset = {'images': gt.dataset['images'], 'annotations': [],
                           'categories': gt.dataset['categories']}
             dt.createIndex()
-        run = COCOeval(gt, dt, 'bbox')
+        run = coco_eval(gt, dt, 'bbox')
         run.params.imgIds = list(range(len(samples)))
         run.evaluate()
         run.accumulate()
@@ -93,3 +101,13 @@ def evaluate(samples: Sequence[Sample], classes: Sequence[str], detections: Mapp
         per_class_ap={name: _ap(everything[:, :, k]) for k, name in enumerate(classes)},
         per_class_ap50={name: _ap(everything[0, :, k]) for k, name in enumerate(classes)},
         recall=np.asarray(run.params.recThrs), precision50=everything[0], images=len(samples))
+
+
+def _faster_coco_eval() -> tuple[type, type]:
+    try:
+        from faster_coco_eval import COCO as FasterCOCO
+        from faster_coco_eval import COCOeval_faster
+    except ImportError as error:
+        raise ImportError('coco_metrics.evaluate(fast=True) needs faster-coco-eval, a training '
+                          'dependency (pip install -r requirements/python.txt)') from error
+    return FasterCOCO, COCOeval_faster

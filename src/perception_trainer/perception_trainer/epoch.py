@@ -173,4 +173,4 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, run: Run) -> tuple[floa
     unreadable = {i for i in range(len(dataset)) if i not in merged}
     samples = [s for i, s in enumerate(dataset.samples) if i not in unreadable]
     renumbered = {j: merged[i] for j, i in enumerate(i for i in range(len(dataset)) if i not in unreadable)}
-    return val_loss, coco_metrics.evaluate(samples, run.classes, renumbered)
+    return val_loss, coco_metrics.evaluate(samples, run.classes, renumbered, fast=True)

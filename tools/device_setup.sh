@@ -1,7 +1,7 @@
 # Sourced by the device scripts (tools/bench_device.sh, tools/train_scaling.sh), from the repository
 # root with OUT set: sets the workspace up from the carried wheels (PERCEPTION_PROFILE=device), adds the
-# training-only wheels (albumentations and its dependencies, faster-coco-eval; --no-deps: opencv, scipy and pydantic are there), and
-# leaves env.sh sourced. Returns non-zero, with the setup log's tail, when anything fails.
+# training-only wheels (albumentations and its dependencies, faster-coco-eval; --no-deps: opencv,
+# scipy and pydantic are there), and leaves env.sh sourced. Returns non-zero, with the setup log's tail, when anything fails.
 _setup_start=$SECONDS
 # The wheels travel packed (tools/wheel_pack.py: the 64 MiB carry limit), unless .whl came itself.
 if [[ ! -d .whl && -f .whl_packed/wheels.tar.xz ]]; then

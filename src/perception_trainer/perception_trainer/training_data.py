@@ -85,8 +85,9 @@ class DetectionDataset(Dataset):
         self._cache: list[np.ndarray | None] | None = None
         if cache:
             # Decoded once in the main process; forked loader workers share the pages. Threads, as
-            # OpenCV's decode and resize release the GIL: one per core, in sample order.
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            # OpenCV's decode and resize release the GIL: one per core this process may use (as
+            # train.py counts them for the loader), in sample order.
+            with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
                 self._cache = list(tqdm(pool.map(self._load, range(len(samples))), total=len(samples),
                                         desc='caching images', unit='img', disable=not progress))
 

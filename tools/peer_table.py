@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ class Peers(foreign_models.Report):
     """peers.json, rewritten after every stage (foreign_models' stage runner: a failed stage is
     recorded and the others go on)."""
 
-    def __init__(self, out: Path, minutes: float, workers: int) -> None:
+    def __init__(self, out: Path, minutes: float, workers: int, ours_args: str = '') -> None:
         super().__init__(out)
         self.path = out / 'peers.json'
         self.data = {
@@ -51,6 +52,8 @@ class Peers(foreign_models.Report):
             'training': f'all at the same time on one GPU, {workers} loader processes each, from scratch',
             'heldout': f'{HELD_OUT} (seed 3, 500 frames, 640x480), perception-eval (pycocotools)',
             'models': [], 'stages': {}}
+        if ours_args:
+            self.data['ours_options'] = ours_args  # on top of config/train_default.yaml
 
 
 def member(spec: str) -> tuple[str, str, str, str | None]:
@@ -72,6 +75,7 @@ def start_ours(spec: str, args: argparse.Namespace, data_root: Path, workers: in
                '--data-dir', str(data_root), '--out', str(args.work / 'runs' / name),
                '--bundle', str(args.work / 'bundles' / name)]
     command += ['--input-size', input_size] if input_size else []
+    command += shlex.split(args.ours_args)
     log = (args.out / f'{name}.log').open('w')
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -142,6 +146,8 @@ def main() -> int:
     parser.add_argument('--ours', nargs='+', default=['resnet18', 'tiny:m'],
                         help='our members, BACKBONE or BACKBONE:SIZE (size n by default)')
     parser.add_argument('--workers', type=int, default=0, help='loader processes each (0: cores / models)')
+    parser.add_argument('--ours-args', default='', help='more perception-train options for our members, '
+                        'e.g. "--batch-size 64 --lr 0.0042 --epochs 80"')
     parser.add_argument('--no-yolo', dest='yolo', action='store_false',
                         help='ours only (a longer run of our members; YOLO11n\'s row from an earlier table)')
     args = parser.parse_args()
@@ -152,7 +158,7 @@ def main() -> int:
     from ultralytics.engine import trainer
     trainer.check_amp = lambda *a, **k: True  # as foreign_models.py: no network for its AMP self-test
     trainer.BaseTrainer.read_results_csv = foreign_models._results_csv
-    peers = Peers(args.out, args.minutes, workers)
+    peers = Peers(args.out, args.minutes, workers, args.ours_args)
     data_root = args.work / 'data'
     if peers.stage('data', foreign_models.write_data, data_root, DEFAULT_CLASSES) is None:
         return 1

@@ -3,7 +3,7 @@
 #   bash tools/device_wheels.sh peers                 # here, once: .whl_peers (~10 MB)
 #   run  carry=[".whl_peers"]  command="bash tools/peer_table_device.sh"
 # MINUTES (default 5) is every model's training budget; OURS the members (BACKBONE[:SIZE][@WxH])
-# trained beside YOLO11n (NO_YOLO=1: ours alone); LIMIT_S (default 540) ends the table's run so the packing below fits the call.
+# trained beside YOLO11n (NO_YOLO=1: ours alone), OURS_ARGS more perception-train options for them; LIMIT_S (default 540) ends the table's run so the packing below fits the call.
 # At most 8 files of 16 MiB each come back from a call: $OUT gets peers.json (copied as each stage
 # ends), table.md, pareto.png, gpu.txt, peers.tar.gz (every log and evaluation, no bundle: two 9 MB
 # bundles inside once kept it all from coming back) and up to three bundle_NAME.tar.gz, each only if
@@ -19,7 +19,7 @@ export PYTHONPATH=/tmp/site:$PWD/src/perception_core:$PWD/src/perception_trainer
 export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
 # shellcheck disable=SC2086
 timeout "${LIMIT_S:-540}" python3 tools/peer_table.py --out "$STAGE" --minutes "${MINUTES:-5}" \
-  --ours ${OURS:-resnet18 tiny:m} ${NO_YOLO:+--no-yolo} > "$STAGE/peer_table.log" 2>&1 &
+  --ours ${OURS:-resnet18 tiny:m} ${NO_YOLO:+--no-yolo} --ours-args "${OURS_ARGS:-}" > "$STAGE/peer_table.log" 2>&1 &
 table=$!
 while kill -0 "$table" 2>/dev/null; do
   [[ -f $STAGE/peers.json ]] && cp "$STAGE/peers.json" "$OUT/"

@@ -35,10 +35,10 @@ from torch.profiler import ProfilerActivity, profile
 from perception_trainer import distributed, photometric
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.config import TrainConfig
-from perception_trainer.epoch import GRAD_CLIP, NOT_TARGETS, Run, _check_finite, train_step
+from perception_trainer.epoch import GRAD_CLIP, Run, _check_finite, batch_targets, train_step
 from perception_trainer.precision import autocast
 from perception_trainer.train import _configure_torch, _datasets, _loader, _training_state
-from perception_trainer.training_data import DetectionDataset, normalise
+from perception_trainer.training_data import DetectionDataset, collate, normalise
 
 
 def render(root: Path, images: int) -> Path:
@@ -48,8 +48,8 @@ def render(root: Path, images: int) -> Path:
     return root
 
 
-def setup(member: str, data: Path, device: torch.device, out: Path,
-          photometric_on: str = 'loader') -> tuple[Run, DetectionDataset]:
+def setup(member: str, data: Path, device: torch.device, out: Path, *,
+          photometric_on: str = 'loader', targets_on: str = 'loader') -> tuple[Run, DetectionDataset]:
     """The member's run and its training set, images cached once (each figure changes only the
     loader's workers or batch size). OpenCV single-threaded, as the trainer sets it for workers."""
     backbone, _, size = member.partition(':')
@@ -60,7 +60,8 @@ def setup(member: str, data: Path, device: torch.device, out: Path,
     arch = ARCHITECTURES[cfg.arch]
     spec = arch.input_spec(*arch.input_size)
     train_set, samples, _, _ = _datasets(cfg, process)
-    dataset = DetectionDataset(samples, spec, arch.encode, len(train_set.classes), train=True,
+    encode = arch.encode if targets_on == 'loader' else None
+    dataset = DetectionDataset(samples, spec, encode, len(train_set.classes), train=True,
                                augment=cfg.augment, seed=cfg.seed, cache=True, photometric=photometric_on)
     return Run(cfg, arch, spec, tuple(train_set.classes), process, device), dataset
 
@@ -112,6 +113,23 @@ def photometric_ms(run: Run, dataset: DetectionDataset, batch_size: int,
     return found
 
 
+def targets_ms(run: Run, dataset: DetectionDataset, batch_size: int, repeats: int = 20) -> float:
+    """Milliseconds per batch of ``targets_on: device`` (``epoch.batch_targets``: copy the padded
+    boxes and labels, encode them there)."""
+    cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
+    loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
+    batch = next(iter(loader))
+    sync = torch.cuda.synchronize if run.device.type == 'cuda' else (lambda: None)
+    for _ in range(3):
+        batch_targets(batch, run)
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        batch_targets(batch, run)
+    sync()
+    return round((time.perf_counter() - start) / repeats * 1e3, 3)
+
+
 def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
     """train_one_epoch's step on one device-resident batch: whole (``epoch.train_step`` itself),
     then phase by phase (``step`` below mirrors it, with a synchronise after each phase)."""
@@ -119,7 +137,7 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
     net, cfg, device = state.model, run.cfg, run.device
     net.train()
     images_u8 = batch['image'].to(device)
-    targets = {k: v.to(device) for k, v in batch.items() if k not in NOT_TARGETS}
+    targets = batch_targets(batch, run)
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     phases: dict[str, float] = {}
 
@@ -194,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--batch-sizes', default='32', help='step section: batch sizes, comma separated')
     parser.add_argument('--photometric', default='loader',
                         help='loader section: photometric_on places, comma separated (loader, device)')
+    parser.add_argument('--targets', default='loader',
+                        help='loader section: targets_on places, comma separated (loader, device); device '
+                        'is measured with the photometric half on the device too')
     args = parser.parse_args(argv)
+    if 'device' in args.targets.split(',') and 'device' not in args.photometric.split(','):
+        parser.error('--targets device is measured against --photometric device: give both')
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     args.out.mkdir(parents=True, exist_ok=True)
     data = render(args.data, args.images)
@@ -219,6 +242,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(member, 'photometric ms per batch of', b, {k: v for k, v in cost.items()
                                                                 if k != 'profile_top'}, flush=True)
             print(next(iter(costs.values()))['profile_top'], flush=True)
+        if 'device' in args.targets.split(','):
+            _, lean = setup(member, data, device, args.out, photometric_on='device', targets_on='device')
+            rates = found['loader_images_per_s_photometric_and_targets_on_device'] = {}
+            for workers in [int(w) for w in args.workers.split(',')]:
+                rates[workers] = round(loader_rate(lean, run, workers, args.batches), 1)
+                print(member, 'loader, photometric and targets on the device', workers, rates[workers],
+                      flush=True)
+            found['targets_ms'] = {b: targets_ms(run, lean, int(b)) for b in args.batch_sizes.split(',')}
+            # The device's targets against the loader's for the same 32 samples (same augmentation).
+            made = batch_targets(collate([lean[i] for i in range(32)]), run)
+            want = collate([on_device[i] for i in range(32)])
+            found['targets_vs_loader_max_abs'] = {k: float((made[k].cpu() - want[k]).abs().max())
+                                                  for k in made}
+            print(member, 'targets ms per batch', found['targets_ms'], 'max abs vs the loader\'s',
+                  found['targets_vs_loader_max_abs'], flush=True)
         for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
             cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
             loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)

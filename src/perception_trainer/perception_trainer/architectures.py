@@ -16,6 +16,8 @@ from . import centernet, centernet_targets, losses, single_object
 from .backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD
 
 Encode = Callable[[np.ndarray, np.ndarray, int, int, int], dict[str, np.ndarray]]
+# The same targets for a batch on its device: boxes [B, M, 4], labels [B, M] (-1: padding).
+EncodeBatch = Callable[[torch.Tensor, torch.Tensor, int, int, int], dict[str, torch.Tensor]]
 # -> {'loss': the total to minimise, then each part by name}; training logs every entry.
 Loss = Callable[[tuple[torch.Tensor, ...], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -37,6 +39,7 @@ class Architecture:
     loss: Loss
     # Training outputs -> mask of bundle-output values that depend on a numerical tie (or None).
     ties: Callable[[tuple[torch.Tensor, ...], float], torch.Tensor] | None = None
+    encode_batch: EncodeBatch | None = None  # what ``targets_on: device`` runs; None: the loader only
 
     backbones: tuple[str, ...] = ('tiny',)  # --backbone choices; the first is the default
 
@@ -46,6 +49,16 @@ class Architecture:
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (self.mean, self.std)
         return InputSpec(name='images', height=height, width=width, layout='NCHW', color='RGB',
                          resize=self.resize, pad_value=114, mean=mean, std=std)
+
+    def targets_place(self, setting: str, device_type: str) -> str:
+        """'loader' or 'device': where ``targets_on`` (auto, loader, device; TrainConfig checks it)
+        encodes the training targets. ``auto`` = the device on CUDA (the loader processes are the
+        limit there), the loader on the CPU (the batch version is slower than the workers there)."""
+        if self.encode_batch is None:
+            return 'loader'
+        if setting == 'auto':
+            return 'device' if device_type == 'cuda' else 'loader'
+        return setting
 
     def model(self, num_classes: int, backbone: str = 'tiny', size: str = 'n') -> nn.Module:
         if backbone not in self.backbones:
@@ -107,7 +120,7 @@ ARCHITECTURES = Architectures((
         input_size=(256, 320), resize='letterbox', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         output_format='dense_boxes_scores', output_names=('detections',),
         build=centernet.build, head=centernet.dense_detections, encode=centernet_targets.encode,
-        loss=losses.centernet_loss, ties=centernet.peak_ties,
+        loss=losses.centernet_loss, ties=centernet.peak_ties, encode_batch=centernet_targets.encode_batch,
         backbones=(*centernet.FROM_SCRATCH, *BACKBONES)),
     Architecture(
         name='single_object',

@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
         'auto', description='where the default policy\'s colour jitter, blur and noise run: loader '
         '(per sample, albumentations), device (per batch on the training device; the loader keeps the '
         'geometry), auto = device on CUDA, loader on the CPU')
+    targets_on: Literal['auto', 'loader', 'device'] = Field(
+        'auto', description='where the training targets (heatmaps, boxes) are made from the augmented '
+        'boxes: loader (per sample), device (per batch on the training device, less to copy out of '
+        'the loader; centernet only), auto = device on CUDA, loader on the CPU')
     seed: int = Field(0, ge=0)
     device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
@@ -120,6 +124,13 @@ class TrainConfig(BaseModel):
         if self.photometric_on == 'device' and not photometric.has_device_version(self.augment):
             raise ValueError(f'photometric_on device is built for the default augmentation policy only, '
                              f'not {self.augment!r}: use photometric_on loader or auto')
+        return self
+
+    @model_validator(mode='after')
+    def _targets_architecture(self) -> TrainConfig:
+        if self.targets_on == 'device' and ARCHITECTURES[self.arch].encode_batch is None:
+            raise ValueError(f'targets_on device: --arch {self.arch} encodes its targets in the loader only; '
+                             'use targets_on loader or auto')
         return self
 
     @model_validator(mode='after')

@@ -66,6 +66,18 @@ class EpochLosses:
     seconds: float
 
 
+def batch_targets(batch: dict[str, Any], run: Run) -> dict[str, torch.Tensor]:
+    """A loader batch's loss targets on the training device: copied there, or (``targets_on:
+    device``) encoded there from the batch's padded boxes and labels."""
+    if 'labels' not in batch:
+        return {k: v.to(run.device, non_blocking=True) for k, v in batch.items() if k not in NOT_TARGETS}
+    encode = run.arch.encode_batch
+    if encode is None:
+        raise ValueError(f'--arch {run.arch.name} encodes its targets in the loader only (targets_on loader)')
+    boxes, labels = (batch[k].to(run.device, non_blocking=True) for k in ('boxes', 'labels'))
+    return encode(boxes, labels, len(run.classes), run.spec.height, run.spec.width)
+
+
 def _check_finite(values: torch.Tensor, names: list[str], where: str) -> None:
     if bool(torch.isfinite(values).all()):
         return
@@ -123,7 +135,7 @@ def train_one_epoch(net: torch.nn.Module, state: TrainingState, loader: DataLoad
         if 'photometric' in batch:  # photometric_on: device
             images = run.device_photometric(images, batch['photometric'], photometric.generator_for(
                 device, cfg.seed, epoch, int(batch['index'][0])))
-        targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in NOT_TARGETS}
+        targets = batch_targets(batch, run)
         names, values = train_step(net, state, images, targets, run,
                                    where=f'{rank}epoch {epoch + 1}, step {step + 1}/{steps}')
         if step == 0:
@@ -148,7 +160,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, run: Run) -> tuple[floa
     found: dict[int, Any] = {}
     for batch in loader:
         images = normalise(batch['image'].to(device, non_blocking=True), run.spec)
-        targets = {k: v.to(device) for k, v in batch.items() if k not in NOT_TARGETS}
+        targets = batch_targets(batch, run)
         with autocast(cfg, device):
             outputs = model(images)
         n = images.shape[0]

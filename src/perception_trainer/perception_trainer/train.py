@@ -40,7 +40,7 @@ from .config import TrainConfig, loader_workers, parse_config
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
 from .readers import load_dataset
 from .schedule import Horizon, warmup_cosine
-from .training_data import DetectionDataset
+from .training_data import DetectionDataset, collate
 from .versions import versions
 from .weight_average import WeightAverage
 
@@ -89,7 +89,7 @@ def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Pr
         sampler = SequentialSampler(dataset)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         drop_last=train and len(dataset) >= cfg.batch_size * process.world,
-                        pin_memory=device.type == 'cuda')
+                        pin_memory=device.type == 'cuda', collate_fn=collate)
     return loader, sampler if process.distributed else None
 
 
@@ -205,13 +205,14 @@ def _save(out: Path, state: TrainingState, meta: dict[str, Any], best: float, hi
 def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Path:
     device = pick_device(cfg.device, process)
     cores = len(os.sched_getaffinity(0))
+    arch = ARCHITECTURES[cfg.arch]
     cfg = cfg.model_copy(update={'workers': loader_workers(cfg.workers, device.type, cores, process.world),
                                  'photometric_on': photometric.place(cfg.photometric_on, cfg.augment,
-                                                                     device.type)})
+                                                                     device.type),
+                                 'targets_on': arch.targets_place(cfg.targets_on, device.type)})
     _configure_torch(cfg, device)
     seed_everything(cfg.seed + process.rank)
     out = Path(cfg.out)
-    arch = ARCHITECTURES[cfg.arch]
     height, width = (cfg.input_height, cfg.input_width) if cfg.input_height else arch.input_size
     spec = arch.input_spec(int(height), int(width), imagenet=cfg.pretrained is not None)
     train_set, train_samples, val_samples, data_summary = _datasets(cfg, process)
@@ -222,10 +223,11 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
                  cfg.arch, len(train_samples), len(val_samples), len(classes), width, height, device,
                  process.world)
     show = process.main
-    train_data = DetectionDataset(train_samples, spec, arch.encode, len(classes), train=True,
+    encode = arch.encode if cfg.targets_on == 'loader' else None  # None: encode_batch on the device
+    train_data = DetectionDataset(train_samples, spec, encode, len(classes), train=True,
                                   augment=cfg.augment, seed=cfg.seed, cache=cfg.cache_images, progress=show,
                                   photometric=cfg.photometric_on)
-    val_data = DetectionDataset(val_samples, spec, arch.encode, len(classes), train=False,
+    val_data = DetectionDataset(val_samples, spec, encode, len(classes), train=False,
                                 cache=cfg.cache_images, progress=show)
     train_loader, train_sampler = _loader(train_data, cfg, process, train=True, device=device)
     val_loader, _ = _loader(val_data, cfg, process, train=False, device=device)

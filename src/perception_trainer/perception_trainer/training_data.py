@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from perception_core.bundle import InputSpec
@@ -63,12 +63,29 @@ def read_rgb(path: str) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def collate(samples: list[dict]) -> dict:
+    """The loader's batches: torch's default, except that samples' 'boxes' [N, 4] and 'labels' [N]
+    (``targets_on: device``) are padded to the batch's most objects, labels -1 in the padding."""
+    if 'labels' not in samples[0]:
+        return default_collate(samples)
+    most = max(1, *(len(s['labels']) for s in samples))
+    boxes = np.zeros((len(samples), most, 4), np.float32)
+    labels = np.full((len(samples), most), -1, np.int64)
+    for row, s in enumerate(samples):
+        boxes[row, :len(s['labels'])] = s['boxes']
+        labels[row, :len(s['labels'])] = s['labels']
+    batch = default_collate([{k: v for k, v in s.items() if k not in ('boxes', 'labels')} for s in samples])
+    return {**batch, 'boxes': torch.from_numpy(boxes), 'labels': torch.from_numpy(labels)}
+
+
 class DetectionDataset(Dataset):
     """Samples -> {'image': uint8 [3, H, W], 'index', 'valid', <the architecture's targets>}; with
-    ``photometric='device'`` also 'photometric' (float32 [photometric.PARAMETERS]), the sample's
-    colour, blur and noise for :func:`photometric.apply` to do on the training device."""
+    ``encode=None`` 'boxes' (float32 [N, 4], network pixels) and 'labels' (int64 [N]) instead, for
+    the architecture's ``encode_batch`` on the training device (batch them with :func:`collate`);
+    with ``photometric='device'`` also 'photometric' (float32 [photometric.PARAMETERS]), the
+    sample's colour, blur and noise for :func:`photometric.apply` to do on the training device."""
 
-    def __init__(self, samples: list[Sample], spec: InputSpec, encode: Encode, num_classes: int, *,
+    def __init__(self, samples: list[Sample], spec: InputSpec, encode: Encode | None, num_classes: int, *,
                  train: bool, augment: str | bool = 'default', seed: int = 0, cache: bool = False,
                  progress: bool = False, photometric: str = 'loader') -> None:
         self.samples = samples
@@ -130,7 +147,11 @@ class DetectionDataset(Dataset):
             canvas = out['image']
             boxes = np.asarray(out['bboxes'], np.float32).reshape(-1, 4)
             labels = np.asarray(out['labels'], np.int64)
-        targets = self.encode(boxes, labels, self.num_classes, self.spec.height, self.spec.width)
+        if self.encode is None:
+            targets = {'boxes': np.asarray(boxes, np.float32).reshape(-1, 4),
+                       'labels': np.asarray(labels, np.int64)}
+        else:
+            targets = self.encode(boxes, labels, self.num_classes, self.spec.height, self.spec.width)
         if self.on_device:
             targets['photometric'] = ph.draw(seeds.derived(self.seed, self.epoch, index, 1))
         return {'image': np.ascontiguousarray(canvas.transpose(2, 0, 1)), 'index': index, 'valid': valid,

@@ -131,20 +131,19 @@ def frames_of_every_kind(bundle):
 
 
 def assert_same_detections(name, reference, found, threshold):
-    """Colour frames: identical counts, IoU >= 0.9. Mono frames are unlike anything the model was
-    trained on and hold weak detections (0.30-0.35 against the threshold 0.3) whose score and box
-    one grey level of resize rounding moves (the shipped resnet_slim m: a 0.346 box at IoU 0.65
-    between the two pipelines): there every detection 0.1 clear of the threshold must match, each
-    way."""
-    if name.endswith('mono8'):
-        assert confident_agreement(reference, found, threshold + 0.1), name
-    else:
-        result = agreement(reference, found)
-        assert result['passed'], (name, result)
-        assert result['detections'] > 0
+    """Every detection clear of the score threshold has its match (IoU >= 0.9), each way. Colour
+    frames: 0.02 clear; a detection right at the threshold may fall on either side of it, since
+    OpenCV's fixed-point resize and torch's float one differ by a grey level (the shipped batch-64
+    resnet_slim m: a 0.301 box on one 1280x720 frame that ONNX Runtime scores just under 0.3). Mono
+    frames are unlike anything the model was trained on and hold weak detections (0.30-0.35) whose
+    score and box that rounding moves (a 0.346 box at IoU 0.65 between the two pipelines): 0.1
+    clear there."""
+    margin = 0.1 if name.endswith('mono8') else 0.02
+    assert confident_agreement(reference, found, threshold + margin), (name, agreement(reference, found))
+    if not name.endswith('mono8'):
+        assert sum(len(d) for d in reference) > 0, name
 
 
-@needs_shipped
 def test_the_frame_pipeline_on_the_cpu_finds_what_onnxruntime_finds():
     bundle = load_bundle(SHIPPED)
     reference, _ = open_detector(SHIPPED / 'model.onnx', 'onnxruntime', BackendOptions(threads=1))

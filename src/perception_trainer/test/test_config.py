@@ -16,7 +16,7 @@ def test_default_recipe_file_is_valid_and_the_command_line_wins() -> None:
     recipe = WORKSPACE / 'config' / 'train_default.yaml'
     cfg = parse_config(['--config', str(recipe), '--epochs', '3', '--classes', 'cup', 'ball',
                         '--amp', 'false', '--resume'])
-    assert cfg.arch == 'centernet' and cfg.batch_size == 32  # from the file
+    assert cfg.arch == 'centernet' and cfg.batch_size == 64  # from the file
     assert cfg.epochs == 3 and cfg.classes == ['cup', 'ball'] and cfg.amp is False and cfg.resume is True
 
 

@@ -77,6 +77,24 @@ def loader_rate(dataset: DetectionDataset, run: Run, workers: int, batches: int)
     return count / (time.perf_counter() - start)
 
 
+def _synchronise(device: torch.device) -> Any:
+    return torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+
+
+def ms_per_call(call: Any, device: torch.device, repeats: int) -> float:
+    """Milliseconds per ``call()`` on ``device``: three calls to warm up, then ``repeats`` timed
+    between two synchronisations."""
+    sync = _synchronise(device)
+    for _ in range(3):
+        call()
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    sync()
+    return round((time.perf_counter() - start) / repeats * 1e3, 3)
+
+
 def photometric_ms(run: Run, dataset: DetectionDataset, batch_size: int,
                    repeats: int = 20) -> dict[str, Any]:
     """Milliseconds per batch of the device photometric half: eager (``photometric.apply``) and as
@@ -86,18 +104,11 @@ def photometric_ms(run: Run, dataset: DetectionDataset, batch_size: int,
     loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
     batch = next(iter(loader))
     images = batch['image'].to(run.device)
-    sync = torch.cuda.synchronize if run.device.type == 'cuda' else (lambda: None)
+    sync = _synchronise(run.device)
     generator = photometric.generator_for(run.device, 0, 0, 0)
 
     def timed(call: Any) -> float:
-        for _ in range(3):
-            call(images, batch['photometric'], generator)
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call(images, batch['photometric'], generator)
-        sync()
-        return round((time.perf_counter() - start) / repeats * 1e3, 3)
+        return ms_per_call(lambda: call(images, batch['photometric'], generator), run.device, repeats)
 
     in_loop = photometric.OnDevice(run.device)
     found: dict[str, Any] = {'eager_ms': timed(photometric.apply), 'in_training_ms': timed(in_loop)}
@@ -119,15 +130,7 @@ def targets_ms(run: Run, dataset: DetectionDataset, batch_size: int, repeats: in
     cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
     loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
     batch = next(iter(loader))
-    sync = torch.cuda.synchronize if run.device.type == 'cuda' else (lambda: None)
-    for _ in range(3):
-        batch_targets(batch, run)
-    sync()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        batch_targets(batch, run)
-    sync()
-    return round((time.perf_counter() - start) / repeats * 1e3, 3)
+    return ms_per_call(lambda: batch_targets(batch, run), run.device, repeats)
 
 
 def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
     net.train()
     images_u8 = batch['image'].to(device)
     targets = batch_targets(batch, run)
-    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    sync = _synchronise(device)
     phases: dict[str, float] = {}
 
     def mark(name: str, since: float) -> float:

@@ -45,6 +45,9 @@ needs_cuda = pytest.mark.skipif(
     reason='needs torch with CUDA and a GPU (runs on the device: tools/bench_device.sh)',
 )
 needs_shipped = pytest.mark.usefixtures('shipped_bundle')
+# How far clear of the score threshold a colour frame's detection must score for two pipelines to
+# be held to the same answer: resize rounding and fp16 kernels move scores by less (bench/README).
+ROUNDING_MARGIN = 0.02
 
 
 @pytest.fixture
@@ -138,7 +141,7 @@ def assert_same_detections(name, reference, found, threshold):
     frames are unlike anything the model was trained on and hold weak detections (0.30-0.35) whose
     score and box that rounding moves (a 0.346 box at IoU 0.65 between the two pipelines): 0.1
     clear there."""
-    margin = 0.1 if name.endswith('mono8') else 0.02
+    margin = 0.1 if name.endswith('mono8') else ROUNDING_MARGIN
     assert confident_agreement(reference, found, threshold + margin), (name, agreement(reference, found))
     if not name.endswith('mono8'):
         assert sum(len(d) for d in reference) > 0, name
@@ -220,7 +223,10 @@ def test_torch_cuda_batches_find_what_onnxruntime_finds(gpu_bundle):
         ]
 
     try:
-        assert agreement(per_frame(cpu.infer(batch)), per_frame(gpu.infer(batch)))['passed']
+        reference, found = per_frame(cpu.infer(batch)), per_frame(gpu.infer(batch))
+        floor = thresholds.score + ROUNDING_MARGIN
+        assert confident_agreement(reference, found, floor), agreement(reference, found)
+        assert sum(len(d) for d in reference) > 0
     finally:
         gpu.close()
 
@@ -352,10 +358,11 @@ def test_torch_cuda_camera_batches_find_what_one_frame_at_a_time_finds(gpu_bundl
         assert len(backend._batches) == 1 and timings['infer'] > 0  # captured once, replayed
         singles = [gpu.detect(f)[0] for f in frames]
         onnx = [reference.detect(f)[0] for f in frames]
+        floor = reference.thresholds.score + ROUNDING_MARGIN  # fp16 at batch 4 and 1; OpenCV's resize
         for i in range(len(frames)):
             np.testing.assert_array_equal(batched[i].boxes, again[i].boxes)
-            assert agreement([singles[i]], [batched[i]])['passed'], i
-            assert agreement([onnx[i]], [batched[i]])['passed'], i
+            for one in (singles[i], onnx[i]):
+                assert confident_agreement([one], [batched[i]], floor), (i, agreement([one], [batched[i]]))
         assert sum(len(d) for d in batched) > 0
         # five frames with a limit of four: a batch of four and one frame; new combinations bounded
         gpu.detect_batch([*frames, frames[0]])

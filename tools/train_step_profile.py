@@ -20,6 +20,7 @@ much more than its whole, the GPU waits for Python between kernels.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -34,6 +35,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from perception_trainer import distributed, photometric
 from perception_trainer.architectures import ARCHITECTURES
+from perception_trainer.compilation import begin_step, compiled_network
 from perception_trainer.config import TrainConfig
 from perception_trainer.epoch import GRAD_CLIP, Run, _check_finite, batch_targets, train_step
 from perception_trainer.precision import autocast
@@ -135,9 +137,11 @@ def targets_ms(run: Run, dataset: DetectionDataset, batch_size: int, repeats: in
 
 def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
     """train_one_epoch's step on one device-resident batch: whole (``epoch.train_step`` itself),
-    then phase by phase (``step`` below mirrors it, with a synchronise after each phase)."""
+    then phase by phase (``step`` below mirrors it, with a synchronise after each phase). The network
+    as ``run.cfg.compile`` has training run it; its compilation falls in the warm-up steps."""
     state = _training_state(run, steps=1000, start_epoch=0, resuming=False)
-    net, cfg, device = state.model, run.cfg, run.device
+    cfg, device = run.cfg, run.device
+    net = compiled_network(state.model, cfg, device)
     net.train()
     images_u8 = batch['image'].to(device)
     targets = batch_targets(batch, run)
@@ -151,6 +155,7 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
         return now
 
     def step() -> None:
+        begin_step(cfg)
         t = time.perf_counter()
         images = normalise(images_u8, run.spec)
         if run.channels_last:
@@ -180,8 +185,11 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
     def whole_step() -> None:
         train_step(net, state, images_u8, targets, run, where='profile')
 
-    for _ in range(5):  # cuDNN autotuning, allocator
+    warmed = time.perf_counter()
+    for _ in range(5):  # cuDNN autotuning, allocator; compilation and CUDA graph recording
         whole_step()
+    sync()
+    warm_up_s = time.perf_counter() - warmed
     sync()
     start = time.perf_counter()
     for _ in range(steps):
@@ -196,7 +204,8 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
             whole_step()
         sync()
     batch_size = len(images_u8)
-    return {'batch_size': batch_size, 'step_ms': round(whole * 1e3, 2),
+    return {'batch_size': batch_size, 'compile': cfg.compile, 'warm_up_s': round(warm_up_s, 1),
+            'step_ms': round(whole * 1e3, 2),
             'images_per_s': round(batch_size / whole, 1),
             'phases_ms': {k: round(v / steps * 1e3, 3) for k, v in phases.items()},
             'phases_sum_ms': round(sum(phases.values()) / steps * 1e3, 2),
@@ -215,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--batch-sizes', default='32', help='step section: batch sizes, comma separated')
     parser.add_argument('--photometric', default='loader',
                         help='loader section: photometric_on places, comma separated (loader, device)')
+    parser.add_argument('--compile', default='none',
+                        help='step section: values of the trainer\'s compile key, comma separated (none, '
+                        'cudagraphs, default, reduce-overhead, max-autotune)')
     parser.add_argument('--targets', default='loader',
                         help='loader section: targets_on places, comma separated (loader, device); device '
                         'is measured with the photometric half on the device too')
@@ -260,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
                                                   for k in made}
             print(member, 'targets ms per batch', found['targets_ms'], 'max abs vs the loader\'s',
                   found['targets_vs_loader_max_abs'], flush=True)
-        for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
+        for batch_size, mode in itertools.product([int(b) for b in args.batch_sizes.split(',')],
+                                                  args.compile.split(',')):
             cfg = run.cfg.model_copy(update={'batch_size': batch_size, 'workers': 0})
             loader, _ = _loader(dataset, cfg, run.process, train=True, device=run.device)
-            key = 'step' if batch_size == 32 else f'step_batch{batch_size}'
-            found[key] = step_phases(run, next(iter(loader)), args.steps)
+            key = ('step' if batch_size == 32 else f'step_batch{batch_size}') + (
+                '' if mode == 'none' else f'_compile_{mode}')
+            compiled = dataclasses.replace(run, cfg=run.cfg.model_copy(update={'compile': mode}))
+            found[key] = step_phases(compiled, next(iter(loader)), args.steps)
             print(member, key, json.dumps({k: v for k, v in found[key].items() if k != 'profile_top'}),
                   flush=True)
             print(found[key]['profile_top'], flush=True)

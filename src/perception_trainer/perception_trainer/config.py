@@ -81,6 +81,11 @@ class TrainConfig(BaseModel):
     device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     amp: bool = Field(True, description='automatic mixed precision (CUDA only)')
     channels_last: bool = Field(True, description='channels-last memory format (CUDA and CPU)')
+    compile: Literal['none', 'cudagraphs', 'default', 'reduce-overhead', 'max-autotune'] = Field(
+        'none', description='torch.compile the training network (none: eager): cudagraphs replays forward '
+        'and backward as CUDA graphs, for a step bound by launching kernels; default, reduce-overhead '
+        '(inductor + CUDA graphs), max-autotune are inductor\'s modes (on CUDA they need triton). The '
+        'first steps compile; validation and export stay eager')
     sync_bn: bool = Field(False, description='synchronise batch-norm statistics across GPUs (DDP on CUDA); '
                           'costs a GPU wait per batch-norm layer: for small per-GPU batches only')
     threads: int = Field(0, ge=0, description='CPU threads for torch (0 = torch default)')

@@ -22,6 +22,7 @@ from perception_core.decode import Thresholds
 from . import distributed, photometric
 from .architectures import Architecture
 from .checkpoint import TrainingState
+from .compilation import begin_step
 from .config import TrainConfig
 from .precision import autocast
 from .predictions import decode_batch
@@ -95,6 +96,7 @@ def train_step(net: torch.nn.Module, state: TrainingState, images: torch.Tensor,
     :class:`photometric.OnDevice`); the schedule, the loss scale and the weight average step with
     it. -> (the loss parts' names, in the order arch.loss returns them, and their values).
     ``where`` names the step in a NonFiniteLoss."""
+    begin_step(run.cfg)
     inputs = normalise(images, run.spec)
     if run.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -36,7 +36,8 @@ from . import backbones, checkpoint, distributed, photometric
 from .annotations import LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture, model_options
 from .checkpoint import TrainingState
-from .config import TrainConfig, loader_workers, parse_config
+from .compilation import compiled_network
+from .config import ConfigError, TrainConfig, loader_workers, parse_config
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
 from .readers import load_dataset
 from .schedule import Horizon, warmup_cosine
@@ -255,6 +256,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
         state.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.model)
     net = (DistributedDataParallel(state.model, device_ids=[device.index] if device.type == 'cuda' else None)
            if process.distributed else state.model)
+    net = compiled_network(net, cfg, device)
     writer = SummaryWriter(str(out / 'tensorboard')) if process.main else None
 
     loop_started, epoch = time.perf_counter(), start_epoch
@@ -329,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     try:
         best = train(cfg)
-    except (NonFiniteLoss, backbones.PretrainedError) as exc:
+    except (NonFiniteLoss, backbones.PretrainedError, ConfigError) as exc:
         raise SystemExit(f'perception-train: {exc}') from None
     if rank == 0:
         print(f'best checkpoint: {best}')

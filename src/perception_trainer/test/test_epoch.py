@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from perception_trainer import checkpoint, distributed
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.checkpoint import TrainingState
+from perception_trainer.compilation import compiled_network
 from perception_trainer.config import TrainConfig
 from perception_trainer.epoch import NOT_TARGETS, NonFiniteLoss, Run, train_one_epoch, train_step
 from perception_trainer.readers import load_dataset
@@ -66,10 +67,10 @@ def batches(small_set: Path) -> tuple[tuple[str, ...], list[dict[str, torch.Tens
     return labelled.classes, list(DataLoader(data, batch_size=4))
 
 
-def _run(classes: tuple[str, ...], **recipe: object) -> Run:
-    cfg = TrainConfig(train_data='-', arch='single_object', device='cpu', epochs=2, warmup_epochs=0.5,
+def _run(classes: tuple[str, ...], device: torch.device = CPU, **recipe: object) -> Run:
+    cfg = TrainConfig(train_data='-', arch='single_object', device=device.type, epochs=2, warmup_epochs=0.5,
                       **recipe)
-    return Run(cfg, ARCH, ARCH.input_spec(64, 64), classes, distributed.Process(), CPU)
+    return Run(cfg, ARCH, ARCH.input_spec(64, 64), classes, distributed.Process(), device)
 
 
 def _state(run: Run, steps: int, start_epoch: int = 0, seed: int = 0) -> TrainingState:
@@ -218,3 +219,36 @@ def test_on_the_cpu_channels_last_changes_the_layout_not_the_losses(
             values.append(train_step(state.model, state, batch['image'], targets, run, where='test')[1])
         losses[channels_last] = torch.stack(values)
     assert torch.allclose(losses[True], losses[False], rtol=1e-3, atol=1e-5), losses
+
+
+ON_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA device')
+
+
+@pytest.mark.parametrize(('mode', 'device'), [
+    ('default', CPU), ('cudagraphs', CPU), pytest.param('cudagraphs', torch.device('cuda'), marks=ON_CUDA)])
+def test_a_compiled_network_takes_the_steps_of_the_eager_one(
+        batches: tuple[tuple[str, ...], list[dict[str, torch.Tensor]]], mode: str, device: torch.device
+) -> None:
+    """``compile``: three real steps through torch.compile's graph (default: inductor's C++ on the
+    CPU; cudagraphs: AOTAutograd's graph, replayed as CUDA graphs on a GPU) give the eager network's
+    losses, up to the order of float sums, and train the eager module's weights (those the
+    checkpoint saves)."""
+    classes, data = batches
+    losses, weights = {}, {}
+    for each in ('none', mode):
+        run = _run(classes, device, compile=each)
+        torch.manual_seed(0)
+        state = _training_state(run, steps=len(data), start_epoch=0, resuming=False)
+        state.model.train()
+        net = compiled_network(state.model, run.cfg, device)
+        assert (net is state.model) is (each == 'none')
+        values = []
+        for batch in data:
+            targets = {k: v.to(device) for k, v in batch.items() if k not in NOT_TARGETS}
+            values.append(train_step(net, state, batch['image'].to(device), targets, run, where='test')[1])
+        losses[each] = torch.stack(values).cpu()
+        weights[each] = {k: v.cpu() for k, v in state.model.state_dict().items()}
+    assert torch.allclose(losses[mode], losses['none'], rtol=1e-3, atol=1e-5), losses
+    assert weights[mode].keys() == weights['none'].keys()
+    for name, value in weights['none'].items():
+        assert torch.allclose(weights[mode][name].float(), value.float(), rtol=1e-2, atol=1e-3), name

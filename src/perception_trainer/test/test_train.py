@@ -7,6 +7,7 @@ evaluate the export. Plumbing tests (resume, determinism, lesson model, torchrun
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +144,16 @@ def test_same_seed_same_weights_whatever_the_loader_workers(small_set: Path, cli
         runs.append(checkpoint.load(out / checkpoint.LAST)['model'])
     assert runs[0].keys() == runs[1].keys()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_compile_trains_the_compiled_network(small_set: Path, cli: Callable, tmp_path: Path) -> None:
+    """``--compile`` reaches the training loop (its numbers, inductor's too: test_epoch's compiled-step
+    test). cudagraphs: the CUDA graphs stay on a GPU, but the graph is AOTAutograd's all the same."""
+    out = tmp_path / 'compiled'
+    done = cli('train', '--train-data', small_set, '--val-data', small_set, '--epochs', 1, '--workers', 0,
+               '--compile', 'cudagraphs', '--out', out, *TINY)
+    assert 'network compiled with torch.compile backend cudagraphs' in done.stderr, done.stderr[-2000:]
+    assert math.isfinite(_history(out)[0]['train_loss']) and 'mAP' in _history(out)[0]
 
 
 def test_a_time_limit_fits_the_schedule_so_the_learning_rate_has_decayed_when_time_is_up(

@@ -44,6 +44,16 @@ class Member:
     width: int = 320
     height: int = 256
 
+    def __post_init__(self) -> None:
+        from perception_trainer.architectures import ARCHITECTURES
+        from perception_trainer.centernet import NECK  # its keys are the sizes
+
+        backbones = ARCHITECTURES['centernet'].backbones
+        if self.size not in NECK:
+            raise ValueError(f'--members: size {self.size!r} is not one of {", ".join(NECK)} (SIZE:BACKBONE)')
+        if self.backbone not in backbones:
+            raise ValueError(f'--members: backbone {self.backbone!r} is not one of {", ".join(backbones)}')
+
     @property
     def name(self) -> str:
         return f'{self.size}_{self.backbone}_{self.width}x{self.height}'

@@ -45,6 +45,13 @@ def test_bad_member_texts_are_refused(text: str, capsys) -> None:
     assert f'{text!r}' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(('text', 'named'), [('tiny:n', "size 'tiny'"),
+                                             ('n:resnet34', "backbone 'resnet34'")])
+def test_members_the_family_lacks_are_refused_before_any_work(text: str, named: str, capsys) -> None:
+    assert main(['--members', text]) == 2
+    assert named in capsys.readouterr().err
+
+
 def test_the_largest_resnet_slim_exports_verified_within_the_shipped_bundles_10_mb(tmp_path: Path) -> None:
     """resnet_slim exists to fit the shipped bundle's limit (test_shipped_bundle: 10 MiB) with
     ResNet blocks: its largest size, exported and verified by perception-export (float16 weights),

@@ -362,6 +362,8 @@ def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundl
 
 def load_bundle(path: str | Path, check_onnx_hash: bool = False) -> Bundle:
     """Load the bundle that holds ``path`` (the directory or a model file in it)."""
+    if not Path(path).exists():
+        raise BundleError(f'{path}: no such bundle (a directory holding model.json, or a model file in one)')
     directory = bundle_directory(path)
     model_json = directory / MODEL_JSON
     if not model_json.is_file():

@@ -468,6 +468,12 @@ def test_output_options_are_validated(output, key, message):
     assert key in str(raised.value)
 
 
+def test_a_bundle_path_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(BundleError, match='no such bundle') as raised:
+        load_bundle(tmp_path / 'missing' / 'model.onnx')
+    assert str(raised.value).startswith(str(tmp_path / 'missing' / 'model.onnx'))
+
+
 def test_output_option_defaults():
     rt = parse_model_json(model_json({'format': 'rtdetr', 'names': ['o']}), Path('.'), 'm').output
     assert rt.normalised and rt.class_offset == 0

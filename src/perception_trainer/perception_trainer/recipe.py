@@ -21,14 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from perception_core import atomic
+from perception_core.backends import BackendError
+from perception_core.bundle import BundleError
 
 from .checkpoint import BEST
-from .config import add_arguments, load_config
+from .config import TrainConfig, add_arguments, load_config
 from .evaluate import evaluate_bundle, format_table
-from .export import export_bundle
+from .export import ExportError, export_bundle
 from .generate import generate_dataset
 from .readers import COCO_FILE
-from .train import device_type, train
+from .train import TRAINING_ERRORS, device_type, train
 
 log = logging.getLogger('perception_trainer.recipe')
 # (directory name, images, seed); the test seed is never used for training or validation.
@@ -70,8 +72,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.config = Path('config/train_default.yaml')
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     data = {role: args.data_dir / DATA_SETS[role][0] for role in DATA_SETS}
-    cfg = load_config(args, overrides={'train_data': str(data['train']), 'val_data': str(data['val']),
-                                       'resume': getattr(args, 'resume', 'true')})
+    try:
+        cfg = load_config(args, overrides={'train_data': str(data['train']), 'val_data': str(data['val']),
+                                           'resume': getattr(args, 'resume', 'true')})
+        _run(args, cfg)
+    except (*TRAINING_ERRORS, ExportError, BundleError, BackendError) as exc:
+        raise SystemExit(f'perception-train-default: {exc}') from None
+
+
+def _run(args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """Render what is missing, train, export and score on the held-out set, as ``args`` say."""
     if args.skip_train:
         best = Path(cfg.out) / BEST
     else:

@@ -33,7 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 from perception_core import atomic
 
 from . import backbones, checkpoint, distributed, photometric
-from .annotations import LabelledSet, Sample
+from .annotations import DatasetError, LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture, model_options
 from .checkpoint import TrainingState
 from .compilation import compiled_network
@@ -46,6 +46,9 @@ from .versions import versions
 from .weight_average import WeightAverage
 
 log = logging.getLogger('perception_trainer.train')
+# What a user's recipe, data or checkpoint can cause: a message naming the thing, no traceback.
+TRAINING_ERRORS = (ConfigError, DatasetError, checkpoint.CheckpointError, backbones.PretrainedError,
+                   NonFiniteLoss)
 
 
 def device_type(setting: str) -> str:
@@ -56,7 +59,8 @@ def device_type(setting: str) -> str:
 def pick_device(kind: str, process: distributed.Process) -> torch.device:
     if device_type(kind) == 'cuda':
         if not torch.cuda.is_available():
-            raise RuntimeError('device cuda asked for, but torch sees no CUDA device')
+            raise ConfigError('device cuda: torch sees no CUDA device here (device auto or cpu trains on '
+                              'the CPU)')
         return torch.device('cuda', process.local_rank)
     return torch.device('cpu')
 
@@ -72,7 +76,8 @@ def split(labelled: LabelledSet, fraction: float, seed: int) -> tuple[list[Sampl
     order = np.random.default_rng(seed).permutation(len(labelled.samples))
     n_val = max(1, round(len(order) * fraction))
     if n_val >= len(order):
-        raise ValueError(f'{labelled.source}: {len(order)} images are too few to hold some out')
+        raise DatasetError(f'{labelled.source}: {len(order)} images are too few to hold some out for '
+                           f'validation: give val_data')
     val = set(order[:n_val].tolist())
     return ([s for i, s in enumerate(labelled.samples) if i not in val],
             [s for i, s in enumerate(labelled.samples) if i in val])
@@ -159,11 +164,12 @@ def _checkpoint_to_resume(cfg: TrainConfig, arch: Architecture, classes: Sequenc
     meta = saved['meta']
     # Checkpoints of the single-object model written before its rename record 'lesson'.
     if meta['classes'] != list(classes) or ARCHITECTURES.canonical(meta['arch']) != arch.name:
-        raise ValueError(f'{path}: trained for {meta["arch"]} on {meta["classes"]}, not this recipe; '
-                         'use a new --out')
+        raise ConfigError(f'{path}: trained for {meta["arch"]} on {meta["classes"]}, not this recipe; '
+                          'use a new --out')
     ours = {'backbone': cfg.backbone, 'size': cfg.size}
     if model_options(meta) != ours:
-        raise ValueError(f'{path}: a {model_options(meta)} model, not this recipe\'s {ours}; use a new --out')
+        raise ConfigError(f'{path}: a {model_options(meta)} model, not this recipe\'s {ours}; '
+                          'use a new --out')
     return saved
 
 
@@ -234,7 +240,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
     val_loader, _ = _loader(val_data, cfg, process, train=False, device=device)
     steps = len(train_loader)
     if steps == 0:
-        raise ValueError(f'{cfg.train_data}: fewer training images than one batch')
+        raise DatasetError(f'{cfg.train_data}: fewer training images than one batch')
 
     run = Run(cfg, arch, spec, tuple(classes), process, device)
     meta = _meta(run, data_summary)
@@ -331,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     try:
         best = train(cfg)
-    except (NonFiniteLoss, backbones.PretrainedError, ConfigError) as exc:
+    except TRAINING_ERRORS as exc:
         raise SystemExit(f'perception-train: {exc}') from None
     if rank == 0:
         print(f'best checkpoint: {best}')

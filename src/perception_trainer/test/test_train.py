@@ -146,6 +146,25 @@ def test_same_seed_same_weights_whatever_the_loader_workers(small_set: Path, cli
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
 
+def test_bad_input_stops_training_with_a_message_naming_it(small_set: Path, cli: Callable,
+                                                           tmp_path: Path) -> None:
+    """A missing data set, a resume into another model's run directory, perception-train-default's
+    missing recipe: exit 1 and one line naming the path, no traceback."""
+    missing = cli('train', '--train-data', tmp_path / 'nowhere', '--out', tmp_path / 'a', *TINY, check=False)
+    assert missing.returncode == 1 and 'Traceback' not in missing.stderr
+    assert f'perception-train: {tmp_path / "nowhere"}: no such data set' in missing.stderr
+    out = tmp_path / 'run'
+    args = ('--train-data', small_set, '--val-data', small_set, '--epochs', 1, '--workers', 0, '--out', out)
+    cli('train', *args, *TINY)
+    other = cli('train', *args, '--backbone', 'resnet_slim', '--resume', *TINY, check=False)
+    assert other.returncode == 1 and 'Traceback' not in other.stderr
+    assert f'perception-train: {out / checkpoint.LAST}: a ' in other.stderr
+    assert 'not this recipe' in other.stderr and 'use a new --out' in other.stderr
+    recipe = cli('recipe', '--config', tmp_path / 'none.yaml', check=False)
+    assert recipe.returncode == 1 and 'Traceback' not in recipe.stderr
+    assert f'perception-train-default: {tmp_path / "none.yaml"}: unreadable recipe' in recipe.stderr
+
+
 def test_compile_trains_the_compiled_network(small_set: Path, cli: Callable, tmp_path: Path) -> None:
     """``--compile`` reaches the training loop (its numbers, inductor's too: test_epoch's compiled-step
     test). cudagraphs: the CUDA graphs stay on a GPU, but the graph is AOTAutograd's all the same."""

@@ -18,6 +18,7 @@ from .bundle import NETWORK_SIZE, Bundle, BundleError, load_bundle
 from .bundle_import import NeedsTensorRT, import_model, parse_input_size
 from .decode import Thresholds
 from .decode import describe as decoding_steps
+from .interrupt import interrupted
 
 PROG = 'perception-bundle'
 EXIT_INPUT, EXIT_MISSING = 2, 3
@@ -147,8 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(exc)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print(f'{PROG}: interrupted', file=sys.stderr)
-        return 130
+        return interrupted(PROG)
 
 
 if __name__ == '__main__':

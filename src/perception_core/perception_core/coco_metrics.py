@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,4 +111,7 @@ def _faster_coco_eval() -> tuple[type, type]:
     except ImportError as error:
         raise ImportError('coco_metrics.evaluate(fast=True) needs faster-coco-eval, a training '
                           'dependency (pip install -r requirements/python.txt)') from error
+    # It logs every evaluation's progress and its whole summary table at INFO, twenty lines per
+    # validation in a training log; the callers report the figures themselves.
+    logging.getLogger('faster_coco_eval').setLevel(logging.WARNING)
     return FasterCOCO, COCOeval_faster

@@ -33,6 +33,7 @@ from perception_core.engine.calibration import CalibrationError
 from perception_core.engine.frames import EVAL_FRAMES
 from perception_core.engine.plan import CALIBRATION_IMAGES, DEFAULT_OPTIMIZATION_LEVEL, PlanError
 from perception_core.engine.verification import VerifyError
+from perception_core.interrupt import interrupted
 from perception_core.sidecar import SidecarError, SidecarMismatch
 from perception_trainer.annotations import DatasetError
 
@@ -69,8 +70,7 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
         print(f'{prog}: {exc}', file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr)
-        return 130
+        return interrupted(prog)
 
 
 def _ground_truth(args: argparse.Namespace) -> GroundTruthVerifier:

@@ -23,6 +23,7 @@ from perception_core.backends.torchscript import TorchScriptBackend
 from perception_core.bundle import Bundle, BundleError, load_bundle
 from perception_core.coco_metrics import Metrics, evaluate
 from perception_core.decode import Detections, Thresholds
+from perception_core.interrupt import interrupted
 from perception_core.preprocess import Transform, preprocess
 
 from .annotations import DatasetError, LabelledSet
@@ -165,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  class_map=args.class_map)
     except (BundleError, BackendError, DatasetError) as exc:
         raise SystemExit(f'perception-eval: {exc}') from None
+    except KeyboardInterrupt:
+        raise SystemExit(interrupted('perception-eval')) from None
     print(format_table(report))
     print(f'report: {args.out / "eval.json"}, {args.out / "pr_curve.png"}')
 

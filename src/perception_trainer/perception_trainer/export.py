@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from perception_core import atomic
 from perception_core.bundle import InputSpec, load_bundle, sha256_of
+from perception_core.interrupt import interrupted
 from perception_core.preprocess import preprocess
 from perception_core.synth import render_scene
 
@@ -268,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                              postprocess=post, weights=args.weights)
     except (ExportError, checkpoint.CheckpointError, ValueError) as exc:
         raise SystemExit(f'perception-export: {exc}') from None
+    except KeyboardInterrupt:  # model.json is written last, after verification: no half bundle loads
+        raise SystemExit(interrupted('perception-export')) from None
     print(f'bundle written: {path.parent} (model.onnx, model.ts, model.json)')
 
 

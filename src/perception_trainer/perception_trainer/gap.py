@@ -25,6 +25,7 @@ import numpy as np
 
 from perception_core import atomic
 from perception_core.bundle import Bundle, BundleError, load_bundle
+from perception_core.interrupt import interrupted
 
 from .annotations import DatasetError, LabelledSet
 from .evaluate import RUNTIMES, evaluate_labelled
@@ -139,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                              max_occlusion=args.max_occlusion)
     except (BundleError, DatasetError) as exc:
         raise SystemExit(f'perception-gap: {exc}') from None
+    except KeyboardInterrupt:
+        raise SystemExit(interrupted('perception-gap')) from None
     sim, real = report['sets']['sim'], report['sets']['real']
     print(f"mAP@[.5:.95] sim {sim['mAP']:.4f} real {real['mAP']:.4f} drop {report['drop']['mAP']:+.4f}   "
           f"mAP@.5 sim {sim['mAP50']:.4f} real {real['mAP50']:.4f} drop {report['drop']['mAP50']:+.4f}")

@@ -26,6 +26,7 @@ import cv2
 from tqdm import tqdm
 
 from perception_core import atomic
+from perception_core.interrupt import interrupted, leave_to_parent
 from perception_core.synth import DEFAULT_CLASSES, check_classes, render_scene
 
 from .annotations import ImageRecord
@@ -64,26 +65,40 @@ def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple
     out = Path(out)
     (out / 'images').mkdir(parents=True, exist_ok=True)
     (out / 'labels').mkdir(parents=True, exist_ok=True)
+    # The annotations are written last: a render stopped half-way must not leave an older set's
+    # annotations beside this one's images.
+    for name in (COCO_FILE, METADATA_FILE):
+        (out / name).unlink(missing_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, num_images))
     job = partial(_write_frame, out=out, seed=seed, size=size, classes=classes, image_format=image_format)
     bar = tqdm(total=num_images, desc=f'rendering {out.name}', unit='img', disable=not progress)
     records = []
-    with contextlib.ExitStack() as stack:
-        if workers == 1:
-            frames = map(job, range(num_images))
-        else:
-            pool = stack.enter_context(multiprocessing.get_context('spawn').Pool(workers))
-            frames = pool.imap(job, range(num_images), chunksize=8)
-        for record in frames:
-            records.append(record)
-            bar.update(1)
-    bar.close()
+    try:
+        with contextlib.ExitStack() as stack:
+            if workers == 1:
+                frames = map(job, range(num_images))
+            else:
+                pool = stack.enter_context(multiprocessing.get_context('spawn').Pool(
+                    workers, initializer=leave_to_parent))
+                frames = pool.imap(job, range(num_images), chunksize=8)
+            for record in frames:
+                records.append(record)
+                bar.update(1)
+    except KeyboardInterrupt:
+        raise RenderInterrupted(f'{out}: {len(records)} of {num_images} images rendered and no annotations '
+                                f'written; the same command renders the set again') from None
+    finally:
+        bar.close()
     info = {'description': 'perception-synth synthetic scenes', 'seed': seed, 'num_images': num_images,
             'size': list(size), 'generator': 'perception_core.synth'}
     write_coco(out / COCO_FILE, classes, records, info)
     write_metadata(out / METADATA_FILE, classes, records)
     log.info('%s: %d images, %d boxes', out, len(records), sum(len(r.boxes) for r in records))
     return out
+
+
+class RenderInterrupted(KeyboardInterrupt):
+    """Ctrl-C while rendering; the message says what the folder holds."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -113,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                workers=args.workers, image_format=args.image_format)
     except ValueError as exc:
         parser.error(str(exc))
+    except KeyboardInterrupt as exc:
+        raise SystemExit(interrupted('perception-synth', str(exc))) from None
     print(f'wrote {args.num_images} images to {out}')
 
 

@@ -23,16 +23,18 @@ from pathlib import Path
 from perception_core import atomic
 from perception_core.backends import BackendError
 from perception_core.bundle import BundleError
+from perception_core.interrupt import interrupted
 
 from .checkpoint import BEST
-from .config import TrainConfig, add_arguments, load_config
+from .config import ConfigError, TrainConfig, add_arguments, load_config
 from .evaluate import evaluate_bundle, format_table
 from .export import ExportError, export_bundle
-from .generate import generate_dataset
+from .generate import RenderInterrupted, generate_dataset
 from .readers import COCO_FILE
-from .train import TRAINING_ERRORS, device_type, train
+from .train import TRAINING_ERRORS, device_type, saved_so_far, train
 
 log = logging.getLogger('perception_trainer.recipe')
+PROG = 'perception-train-default'
 # (directory name, images, seed); the test seed is never used for training or validation.
 DATA_SETS = {'train': ('synth_train', 8000, 1), 'val': ('synth_val', 500, 2), 'test': ('synth_test', 500, 3)}
 EVAL_SAMPLES = 1  # sample images in <bundle>/eval: each ~0.6 MB of the shipped bundle's 10 MB
@@ -58,7 +60,7 @@ def record_metrics(model_json: Path, report: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog='perception-train-default', description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data-dir', type=Path, default=Path('data'), help='where the data sets go')
     parser.add_argument('--bundle', type=Path, default=Path('models/detector'), help='bundle directory')
@@ -75,9 +77,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cfg = load_config(args, overrides={'train_data': str(data['train']), 'val_data': str(data['val']),
                                            'resume': getattr(args, 'resume', 'true')})
+    except ConfigError as exc:
+        raise SystemExit(f'{PROG}: {exc}') from None
+    try:
         _run(args, cfg)
     except (*TRAINING_ERRORS, ExportError, BundleError, BackendError) as exc:
-        raise SystemExit(f'perception-train-default: {exc}') from None
+        raise SystemExit(f'{PROG}: {exc}') from None
+    except RenderInterrupted as exc:
+        raise SystemExit(interrupted(PROG, str(exc))) from None
+    except KeyboardInterrupt:  # the recipe resumes by default
+        raise SystemExit(interrupted(PROG, saved_so_far(Path(cfg.out), 'the same command continues from '
+                                                        'there'))) from None
 
 
 def _run(args: argparse.Namespace, cfg: TrainConfig) -> None:

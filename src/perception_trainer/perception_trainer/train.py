@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from torch.utils.tensorboard import SummaryWriter
 
 from perception_core import atomic
+from perception_core.interrupt import interrupted
 
 from . import backbones, checkpoint, distributed, photometric
 from .annotations import DatasetError, LabelledSet, Sample
@@ -330,6 +331,14 @@ def _report(record: dict[str, Any], writer: SummaryWriter | None, epoch: int) ->
     writer.flush()
 
 
+def saved_so_far(out: Path, going_on: str = '--resume continues from there') -> str:
+    """What an interrupted run leaves in ``out``, for its last message."""
+    last = out / checkpoint.LAST
+    if not last.is_file():
+        return f'no epoch had finished, so {out} holds no checkpoint'
+    return f'{last} holds epoch {checkpoint.load(last)["epoch"]} (the last finished): {going_on}'
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_config(argv)
     rank = int(os.environ.get('RANK', '0'))
@@ -339,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         best = train(cfg)
     except TRAINING_ERRORS as exc:
         raise SystemExit(f'perception-train: {exc}') from None
+    except KeyboardInterrupt:
+        raise SystemExit(interrupted('perception-train', saved_so_far(Path(cfg.out)))) from None
     if rank == 0:
         print(f'best checkpoint: {best}')
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -50,14 +51,18 @@ def popen() -> Callable[..., subprocess.Popen]:
     started: list[subprocess.Popen] = []
 
     def start(module: str, *args: object) -> subprocess.Popen:
+        # Its own process group with Ctrl-C's default action (under a shell's background job SIGINT
+        # is ignored, and children inherit that), so a test can interrupt it and its loader
+        # processes as a terminal would. The function only resets one signal: no lock to deadlock on.
         process = subprocess.Popen(command(module, *args), env=run_env(), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
         started.append(process)
         return process
     yield start
     for process in started:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
 
 

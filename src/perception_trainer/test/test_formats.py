@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +57,25 @@ def _copy(small_set: Path, tmp_path: Path) -> Path:
     target = tmp_path / 'set'
     shutil.copytree(small_set, target)
     return target
+
+
+def test_ctrl_c_while_rendering_leaves_no_annotations_and_says_so(tmp_path: Path, cli: Callable,
+                                                                   popen: Callable) -> None:
+    """Ctrl-C reaches perception-synth and its render processes: one message, exit 130, and no
+    annotations (an older set's are removed first), so no reader takes the folder for a set."""
+    out = tmp_path / 'set'
+    cli('generate', '--out', out, '--num-images', 2, '--seed', 1, '--workers', 1)
+    assert (out / COCO_FILE).is_file()
+    process = popen('generate', '--out', out, '--num-images', 5000, '--seed', 2, '--workers', 2)
+    deadline = time.monotonic() + 120
+    while len(list((out / 'images').iterdir())) < 20 and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ''
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130 and 'Traceback' not in output, output[-3000:]
+    assert 'perception-synth: interrupted; ' in output and 'of 5000 images rendered' in output
+    assert not (out / COCO_FILE).exists() and not (out / METADATA_FILE).exists()
 
 
 def test_bad_coco_annotations_are_reported_and_skipped(small_set: Path, tmp_path: Path,

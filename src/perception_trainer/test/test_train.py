@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +134,26 @@ def test_resume_after_a_kill_loses_at_most_the_epoch_in_progress(small_set: Path
     done = cli('train', *args, '--resume')
     assert f'resumed from {out / checkpoint.LAST} at epoch {saved + 1}' in done.stderr
     assert [r['epoch'] for r in _history(out)] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_ends_training_with_one_line_naming_what_was_saved(small_set: Path, popen: Callable,
+                                                                  tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the trainer and its loader processes) mid-run: exit 130, no traceback, and
+    the message names the checkpoint and its epoch, which --resume continues."""
+    out = tmp_path / 'run'
+    process = popen('train', '--train-data', small_set, '--val-data', small_set, '--epochs', 200,
+                    '--workers', 2, '--out', out, *TINY)
+    deadline = time.monotonic() + 300
+    while not ((out / 'history.json').exists() and _history(out)) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ''
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output[-3000:]
+    assert 'Traceback' not in output, output[-3000:]
+    saved = checkpoint.load(out / checkpoint.LAST)['epoch']
+    assert 1 <= saved < 200
+    assert f'perception-train: interrupted; {out / checkpoint.LAST} holds epoch {saved}' in output
 
 
 def test_same_seed_same_weights_whatever_the_loader_workers(small_set: Path, cli: Callable,

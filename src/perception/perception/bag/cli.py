@@ -18,6 +18,7 @@ import sys
 from perception.bag import compare
 from perception.bag.reader import BagError
 from perception.bag.record import DEFAULT_SEED
+from perception_core.interrupt import interrupted
 
 STORAGES = ('mcap', 'sqlite3')
 
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BagError, FileExistsError, ValueError, RuntimeError) as exc:
         print(f'perception-bag {args.command}: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(f'perception-bag {args.command}')
 
 
 if __name__ == '__main__':

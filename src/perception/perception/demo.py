@@ -29,6 +29,7 @@ from perception.bag.report import summary_table, write_report
 from perception.launch_plan import LaunchPlan, make_plan
 from perception.middleware import middleware_environment
 from perception.node_process import running_node
+from perception_core.interrupt import interrupted
 from perception_core.qos import QosSpec
 
 log = logging.getLogger('perception-demo')
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(args.out.resolve(), config=args.config or default_config(), model=args.model,
                      frames=args.frames, storage=args.storage)
+    except KeyboardInterrupt:  # the node, if started, has been stopped on the way out of running_node
+        return interrupted('perception-demo')
     except Exception as exc:  # the CLI's last line: say what failed, no traceback
         log.debug('demo failed', exc_info=True)
         print(f'perception-demo: {type(exc).__name__}: {exc}', file=sys.stderr)

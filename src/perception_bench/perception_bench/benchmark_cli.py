@@ -15,6 +15,7 @@ from perception_core.backends.select import model_file
 from perception_core.bundle import load_bundle
 from perception_core.engine.build import open_exactly
 from perception_core.engine.frames import scene_frames
+from perception_core.interrupt import on_ctrl_c
 from perception_engine_builder.cli import BACKENDS, run_command
 
 from .timing import ITERATIONS, WARMUP, benchmark
@@ -30,6 +31,7 @@ def _batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+@on_ctrl_c('perception-benchmark')
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='perception-benchmark',

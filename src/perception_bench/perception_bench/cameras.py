@@ -35,6 +35,7 @@ import yaml
 
 from perception_core.atomic import write_json
 from perception_core.cdr import read_header
+from perception_core.interrupt import on_ctrl_c
 from perception_core.metrics import summary_ms
 
 from .frame_source import save_frames
@@ -360,6 +361,7 @@ def summary_line(row: dict[str, Any], rate: float) -> str:
             f'node CPU {row["cores_used"]:.2f} cores')
 
 
+@on_ctrl_c('perception-cameras-bench')
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='perception-cameras-bench', description=__doc__.split('\n\n')[0])
     parser.add_argument('--config', default='config/jetson_deployment.yaml', help='deployment YAML')

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from perception_core.bundle import load_bundle
+from perception_core.interrupt import on_ctrl_c
 from perception_core.synth import DEFAULT_CLASSES
 
 from . import backends
@@ -156,6 +157,7 @@ def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
+@on_ctrl_c('perception-family-bench')
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='perception-family-bench', description=__doc__.split('\n')[0])
     parser.add_argument('--out', type=Path, default=Path('out/family'))

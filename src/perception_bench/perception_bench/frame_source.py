@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from perception_core.atomic import write_json
+from perception_core.interrupt import EXIT_INTERRUPTED
 from perception_core.qos import RELIABILITY, QosSpec
 
 TEARDOWN_S = 10.0
@@ -129,4 +130,7 @@ def _teardown_hung() -> None:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # Ctrl-C reaches the bench's whole process group: the bench says so
+        raise SystemExit(EXIT_INTERRUPTED) from None

@@ -30,6 +30,7 @@ from perception_core.backends import BackendOptions
 from perception_core.cdr import read_header
 from perception_core.convert import frame_from_fields
 from perception_core.detector import open_detector
+from perception_core.interrupt import on_ctrl_c
 from perception_core.metrics import Latency, summary_ms
 from perception_core.qos import QosSpec
 
@@ -179,6 +180,7 @@ def node_internal(folder: Path) -> dict[str, Any]:
             'stages': profile.get('stages')}
 
 
+@on_ctrl_c('perception-node-bench')
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='perception-node-bench', description=__doc__.split('\n\n')[0])
     parser.add_argument('--config', default='config/jetson_deployment.yaml', help='deployment YAML')

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from perception_core import atomic
+from perception_core.interrupt import on_ctrl_c
 from perception_trainer.architectures import ARCHITECTURES
 from perception_trainer.config import TrainConfig
 from perception_trainer.generate import generate_dataset
@@ -78,6 +79,7 @@ def loader_throughput(frames: Path, items: int) -> float:
     return round(items / (time.perf_counter() - start), 1)
 
 
+@on_ctrl_c('perception-train-bench')
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog='perception-train-bench', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -204,7 +204,11 @@ def step_phases(run: Run, batch: dict[str, torch.Tensor], steps: int) -> dict[st
             whole_step()
         sync()
     batch_size = len(images_u8)
+    # torch logs each graph it would not record (and why: a CPU device, mutated inputs, ...) as a
+    # warning; counted here so that a result says whether the step replayed CUDA graphs at all.
+    skipped = int(torch._dynamo.utils.counters['inductor']['cudagraph_skips'])
     return {'batch_size': batch_size, 'compile': cfg.compile, 'warm_up_s': round(warm_up_s, 1),
+            'cudagraph_skips_so_far': skipped,
             'step_ms': round(whole * 1e3, 2),
             'images_per_s': round(batch_size / whole, 1),
             'phases_ms': {k: round(v / steps * 1e3, 3) for k, v in phases.items()},

@@ -53,6 +53,10 @@ def _write_frame(index: int, *, out: Path, seed: int, size: tuple[int, int], cla
     return ImageRecord(name, size[0], size[1], scene.boxes)
 
 
+class RenderInterrupted(KeyboardInterrupt):
+    """Ctrl-C while rendering; the message says what the folder holds."""
+
+
 def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple[int, int] = (640, 480),
                      classes: Sequence[str] = DEFAULT_CLASSES, workers: int | None = None,
                      image_format: str = 'jpg', progress: bool = True) -> Path:
@@ -95,10 +99,6 @@ def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple
     write_metadata(out / METADATA_FILE, classes, records)
     log.info('%s: %d images, %d boxes', out, len(records), sum(len(r.boxes) for r in records))
     return out
-
-
-class RenderInterrupted(KeyboardInterrupt):
-    """Ctrl-C while rendering; the message says what the folder holds."""
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -362,7 +362,7 @@ def parse_model_json(data: dict[str, Any], directory: Path, where: str) -> Bundl
 
 def load_bundle(path: str | Path, check_onnx_hash: bool = False) -> Bundle:
     """Load the bundle that holds ``path`` (the directory or a model file in it)."""
-    if not Path(path).exists():
+    if not Path(path).exists() and not Path(path).suffix:  # a model file may be one to build (an engine)
         raise BundleError(f'{path}: no such bundle (a directory holding model.json, or a model file in one)')
     directory = bundle_directory(path)
     model_json = directory / MODEL_JSON

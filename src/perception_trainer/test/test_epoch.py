@@ -240,6 +240,7 @@ def test_a_compiled_network_takes_the_steps_of_the_eager_one(
         torch.manual_seed(0)
         state = _training_state(run, steps=len(data), start_epoch=0, resuming=False)
         state.model.train()
+        initial = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
         net = compiled_network(state.model, run.cfg, device)
         assert (net is state.model) is (each == 'none')
         values = []
@@ -250,5 +251,9 @@ def test_a_compiled_network_takes_the_steps_of_the_eager_one(
         weights[each] = {k: v.cpu() for k, v in state.model.state_dict().items()}
     assert torch.allclose(losses[mode], losses['none'], rtol=1e-3, atol=1e-5), losses
     assert weights[mode].keys() == weights['none'].keys()
-    for name, value in weights['none'].items():
-        assert torch.allclose(weights[mode][name].float(), value.float(), rtol=1e-2, atol=1e-3), name
+    # Adam turns a rounding-sized gradient difference into a step-sized one, so compare how far the
+    # two runs' weights are apart with how far training moved them.
+    floats = [k for k, v in initial.items() if v.is_floating_point()]
+    apart = torch.cat([(weights[mode][k] - weights['none'][k]).flatten() for k in floats]).norm()
+    moved = torch.cat([(weights['none'][k] - initial[k]).flatten() for k in floats]).norm()
+    assert apart < 0.1 * moved, (float(apart), float(moved))

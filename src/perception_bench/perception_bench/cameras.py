@@ -39,7 +39,7 @@ from perception_core.interrupt import on_ctrl_c
 from perception_core.metrics import summary_ms
 
 from .frame_source import save_frames
-from .node_run import Receiver, bench_frames, node_internal, node_plan
+from .node_run import Receiver, bench_frames, node_arguments, node_internal, node_plan
 
 
 class CameraReceiver(Receiver):
@@ -364,13 +364,8 @@ def summary_line(row: dict[str, Any], rate: float) -> str:
 @on_ctrl_c('perception-cameras-bench')
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='perception-cameras-bench', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', default='config/jetson_deployment.yaml', help='deployment YAML')
-    parser.add_argument('--model', default='models/detector/model.onnx', help='model file in a bundle')
-    parser.add_argument('--backend', default='auto')
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--rate', type=float, default=30.0, help='each camera\'s rate, Hz')
-    parser.add_argument('--seconds', type=float, default=10.0, help='streaming time per configuration')
+    node_arguments(parser, rate_help='each camera\'s rate, Hz',
+                   seconds_help='streaming time per configuration')
     parser.add_argument('--cameras', default='1,2,4', help='camera counts, comma separated')
     parser.add_argument('--variants', default='', help='batching-node variants too, comma separated: '
                         + ', '.join(f'{k} ({label})' for k, (label, _) in VARIANTS.items()))

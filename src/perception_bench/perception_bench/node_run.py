@@ -180,16 +180,21 @@ def node_internal(folder: Path) -> dict[str, Any]:
             'stages': profile.get('stages')}
 
 
-@on_ctrl_c('perception-node-bench')
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='perception-node-bench', description=__doc__.split('\n\n')[0])
+def node_arguments(parser: argparse.ArgumentParser, rate_help: str, seconds_help: str) -> None:
+    """The node benches' shared options: which deployment, model and backend, and the frames streamed."""
     parser.add_argument('--config', default='config/jetson_deployment.yaml', help='deployment YAML')
     parser.add_argument('--model', default='models/detector/model.onnx', help='model file in a bundle')
     parser.add_argument('--backend', default='auto')
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--rate', type=float, default=30.0, help='camera rate, Hz')
-    parser.add_argument('--seconds', type=float, default=10.0, help='length of each streamed phase')
+    parser.add_argument('--rate', type=float, default=30.0, help=rate_help)
+    parser.add_argument('--seconds', type=float, default=10.0, help=seconds_help)
+
+
+@on_ctrl_c('perception-node-bench')
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='perception-node-bench', description=__doc__.split('\n\n')[0])
+    node_arguments(parser, rate_help='camera rate, Hz', seconds_help='length of each streamed phase')
     parser.add_argument('--domain-id', type=int, default=1 + os.getpid() % 100)
     parser.add_argument('-o', '--output', default='out/bench/node_bench.json')
     args = parser.parse_args(argv)

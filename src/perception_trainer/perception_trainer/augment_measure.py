@@ -8,6 +8,8 @@ on the held-out pair. Prints and writes (``<out>/augment_measure.json`` and ``.m
 mAP on the synthetic and on the shifted set, and the drop between them.
 
     python -m perception_trainer.augment_measure --out runs/augment --device cuda --epochs 30
+    python -m perception_trainer.augment_measure --out runs/augment --config config/train_default.yaml \
+        --time-limit-minutes 3   # the shipped recipe, each policy three minutes
 
 A tiny budget (``--train-images 40 --epochs 1``) only proves the pipeline runs; it measures nothing.
 """
@@ -44,6 +46,8 @@ BLUR_SIGMA = 1.5
 DARKEN = 0.6
 NOISE_SIGMA = 6.0  # grey levels
 JPEG_QUALITY = 15
+# A budget for the trainer's own defaults (no --config), small enough for a CPU.
+BUDGET_WITHOUT_CONFIG = {'epochs': 30, 'batch_size': 32, 'workers': 2}
 
 
 def _render(out: Path, images: int, seed: int, size: tuple[int, int], workers: int) -> Path:
@@ -70,18 +74,27 @@ def shifted_copy(clean: Path, out: Path, *, seed: int = 0) -> Path:
 
 
 def measure(out: Path, *, policies: Sequence[str], train_images: int, val_images: int, test_images: int,
-            render_size: tuple[int, int], workers: int, recipe: dict[str, Any]) -> dict[str, Any]:
-    """Train, export and gap-score one bundle per policy; returns augment_measure.json's content."""
+            render_size: tuple[int, int], workers: int, recipe: dict[str, Any],
+            config: Path | None = None) -> dict[str, Any]:
+    """Train, export and gap-score one bundle per policy; returns augment_measure.json's content.
+
+    ``config``: the recipe YAML the runs start from (``recipe`` on top of it); None: the trainer's
+    defaults."""
     data = out / 'data'
     train_set = _render(data / 'train', train_images, SEEDS['train'], render_size, workers)
     val_set = _render(data / 'val', val_images, SEEDS['val'], render_size, workers)
     sim = _render(data / 'test_sim', test_images, SEEDS['test_sim'], render_size, workers)
     real = shifted_copy(sim, data / 'test_real')
+    report = {'config': str(config) if config else None, 'recipe': recipe, 'render_size': list(render_size),
+              'images': {'train': train_images, 'val': val_images, 'test': test_images},
+              'shift': {'blur_sigma': BLUR_SIGMA, 'darken': DARKEN, 'noise_sigma': NOISE_SIGMA,
+                        'jpeg_quality': JPEG_QUALITY}}
     results: dict[str, Any] = {}
     for name in policies:
         run = out / name
-        cfg = load_config(overrides={**recipe, 'train_data': str(train_set), 'val_data': str(val_set),
-                                     'augment': name, 'out': str(run / 'run')})
+        cfg = load_config(path=config, overrides={**recipe, 'train_data': str(train_set),
+                                                  'val_data': str(val_set), 'augment': name,
+                                                  'out': str(run / 'run')})
         started = time.perf_counter()
         best = train(cfg)
         seconds = time.perf_counter() - started
@@ -92,14 +105,10 @@ def measure(out: Path, *, policies: Sequence[str], train_images: int, val_images
                          'real': {k: gap['sets']['real'][k] for k in ('mAP', 'mAP50')},
                          'drop': {k: gap['drop'][k] for k in ('mAP', 'mAP50')},
                          'report': str(run / 'gap' / 'gap.md')}
-    report = {'recipe': recipe, 'render_size': list(render_size),
-              'images': {'train': train_images, 'val': val_images, 'test': test_images},
-              'shift': {'blur_sigma': BLUR_SIGMA, 'darken': DARKEN, 'noise_sigma': NOISE_SIGMA,
-                        'jpeg_quality': JPEG_QUALITY},
-              'policies': results}
-    atomic.write_json(out / 'augment_measure.json', report)
-    atomic.write_text(out / 'augment_measure.md', markdown(report))
-    return report
+        # Written after each policy: a run cut short keeps the policies it finished.
+        atomic.write_json(out / 'augment_measure.json', {**report, 'policies': results})
+        atomic.write_text(out / 'augment_measure.md', markdown({**report, 'policies': results}))
+    return {**report, 'policies': results}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -122,18 +131,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--test-images', type=int, default=500)
     parser.add_argument('--render-size', type=parse_size, default=(640, 480), help='WxH of rendered frames')
     parser.add_argument('--render-workers', type=int, default=None, help='rendering processes')
-    # The training budget, the same for every policy; any other recipe key via --recipe.
-    parser.add_argument('--epochs', type=int, default=30)
-    parser.add_argument('--time-limit-minutes', type=float, default=0.0)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--workers', type=int, default=2, help='data loader processes')
+    # The training budget, the same for every policy; any other recipe key via --recipe. Without
+    # --config the trainer's defaults apply, with it the file's; these options override either.
+    parser.add_argument('--config', type=Path, default=None, help='recipe YAML the runs start from')
+    parser.add_argument('--epochs', type=int, default=None, help='(default: 30 without --config)')
+    parser.add_argument('--time-limit-minutes', type=float, default=None)
+    parser.add_argument('--batch-size', type=int, default=None, help='(default: 32 without --config)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='data loader processes (default: 2 without --config)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
     parser.add_argument('--recipe', nargs='*', default=[], metavar='KEY=VALUE',
                         help='further perception-train keys, e.g. input_height=128 input_width=160')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    recipe: dict[str, Any] = {'epochs': args.epochs, 'time_limit_minutes': args.time_limit_minutes,
-                              'batch_size': args.batch_size, 'workers': args.workers, 'device': args.device}
+    budget = {'epochs': args.epochs, 'time_limit_minutes': args.time_limit_minutes,
+              'batch_size': args.batch_size, 'workers': args.workers}
+    recipe: dict[str, Any] = {**({} if args.config else BUDGET_WITHOUT_CONFIG),
+                              **{k: v for k, v in budget.items() if v is not None}, 'device': args.device}
     for item in args.recipe:
         key, sep, value = item.partition('=')
         if not sep:
@@ -141,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         recipe[key] = value
     report = measure(args.out, policies=args.policies, train_images=args.train_images,
                      val_images=args.val_images, test_images=args.test_images, render_size=args.render_size,
-                     workers=args.render_workers or 2, recipe=recipe)
+                     workers=args.render_workers or 2, recipe=recipe, config=args.config)
     print(markdown(report), end='')
     print(f'report: {args.out / "augment_measure.json"}')
 

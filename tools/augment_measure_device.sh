@@ -5,7 +5,7 @@
 #   run  carry=[".whl_peers"]  command="bash tools/augment_measure_device.sh"
 # MINUTES (default 2.8) is each policy's training budget on the shipped recipe; LIMIT_S (default
 # 540) ends the run so the packing fits the call. $OUT gets augment_measure.json / .md (written as
-# each policy ends), gap reports (Markdown + PNG, no bundles) packed, and the log.
+# each policy ends) and augment_measure.png, gap reports (Markdown + PNG, no bundles) packed, and the log.
 set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-out/augment_measure}
@@ -21,12 +21,12 @@ timeout "${LIMIT_S:-540}" python3 -m perception_trainer.augment_measure --out "$
   --render-workers "$cores" "$@" > "$OUT/augment_measure.log" 2>&1 &
 measure=$!
 while kill -0 "$measure" 2>/dev/null; do  # a call cut short still brings back the finished policies
-  cp "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$OUT/" 2>/dev/null
+  cp "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$WORK"/augment_measure.png "$OUT/" 2>/dev/null
   sleep 10
 done
 wait "$measure"; status=$?
-cp "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$OUT/" 2>/dev/null
-tar -czf "$OUT/gap_reports.tar.gz" -C "$WORK" --exclude='*/bundle' --exclude='*/run/*.pt' \
+cp "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$WORK"/augment_measure.png "$OUT/" 2>/dev/null
+tar -czf "$OUT/gap_reports.tar.gz" -C "$WORK" --exclude='./*/augment_*' --exclude='*/run/*.pt' \
   --exclude='data' . 2>/dev/null
 grep -v "^USDT" "$OUT/augment_measure.log" | grep -v "batch/s" | tail -40
 echo "augment_measure exit $status"

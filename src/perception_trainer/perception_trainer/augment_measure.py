@@ -5,7 +5,8 @@ real camera would shift it (Gaussian blur, darker exposure, sensor noise, JPEG c
 same labels), then trains the same recipe once per policy with the same budget (epochs, and the
 time limit if given), exports each best checkpoint and scores each bundle with ``perception-gap``
 on the held-out pair. Prints and writes (``<out>/augment_measure.json`` and ``.md``) per policy:
-mAP on the synthetic and on the shifted set, and the drop between them.
+mAP on the synthetic and on the shifted set, and the drop between them, overall and per class
+(``augment_measure.png``).
 
     python -m perception_trainer.augment_measure --out runs/augment --device cuda --epochs 30
     python -m perception_trainer.augment_measure --out runs/augment --config config/train_default.yaml \
@@ -34,6 +35,7 @@ from .augment import POLICIES
 from .config import load_config
 from .export import export_bundle
 from .gap import measure_gap
+from .gap_report import COLOURS, plt, save_figure
 from .generate import generate_dataset, parse_size
 from .readers import COCO_FILE
 from .train import train
@@ -48,6 +50,8 @@ NOISE_SIGMA = 6.0  # grey levels
 JPEG_QUALITY = 15
 # A budget for the trainer's own defaults (no --config), small enough for a CPU.
 BUDGET_WITHOUT_CONFIG = {'epochs': 30, 'batch_size': 32, 'workers': 2}
+# Not the gap report's sim / real colours: the policies' bars stand beside those.
+POLICY_COLOURS = ('tab:gray', 'tab:green', 'tab:purple', 'tab:brown')
 
 
 def _render(out: Path, images: int, seed: int, size: tuple[int, int], workers: int) -> Path:
@@ -98,17 +102,45 @@ def measure(out: Path, *, policies: Sequence[str], train_images: int, val_images
         started = time.perf_counter()
         best = train(cfg)
         seconds = time.perf_counter() - started
-        bundle = export_bundle(best, run / 'bundle', verify_data=str(val_set)).parent
+        bundle = export_bundle(best, run / f'augment_{name}', verify_data=str(val_set)).parent
         gap = measure_gap(bundle, sim, real, run / 'gap', samples=2, progress=False)
         results[name] = {'train_seconds': round(seconds, 1), 'bundle': str(bundle),
                          'sim': {k: gap['sets']['sim'][k] for k in ('mAP', 'mAP50')},
                          'real': {k: gap['sets']['real'][k] for k in ('mAP', 'mAP50')},
                          'drop': {k: gap['drop'][k] for k in ('mAP', 'mAP50')},
+                         'drop_per_class_AP': gap['drop']['per_class_AP'],
                          'report': str(run / 'gap' / 'gap.md')}
         # Written after each policy: a run cut short keeps the policies it finished.
         atomic.write_json(out / 'augment_measure.json', {**report, 'policies': results})
         atomic.write_text(out / 'augment_measure.md', markdown({**report, 'policies': results}))
+        write_plot(out / 'augment_measure.png', results)
     return {**report, 'policies': results}
+
+
+def write_plot(path: Path, policies: dict[str, Any]) -> Path:
+    """mAP on the synthetic and the shifted set per policy, beside each class's AP drop per policy."""
+    fig, (scores, drops) = plt.subplots(1, 2, figsize=(13, 4.2), dpi=100, width_ratios=(1, 2.4))
+    names = list(policies)
+    x = np.arange(len(names))
+    for k, role in enumerate(('sim', 'real')):
+        bars = scores.bar(x + (k - 0.5) * 0.4, [policies[n][role]['mAP'] for n in names], 0.4,
+                          color=COLOURS[role], label=f'{role} mAP@[.5:.95]')
+        scores.bar_label(bars, fmt='%.3f', fontsize=8)
+    scores.set_xticks(x, names)
+    scores.set(ylim=(0, 1.05), title='mAP per policy, same budget')
+    scores.legend(fontsize=8, loc='lower right')
+    classes = list(next(iter(policies.values()))['drop_per_class_AP'])
+    cx = np.arange(len(classes))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        drop = [np.nan if v is None else v for v in policies[name]['drop_per_class_AP'].values()]
+        drops.bar(cx + (k - (len(names) - 1) / 2) * width, drop, width, label=name,
+                  color=POLICY_COLOURS[k % len(POLICY_COLOURS)])
+    drops.set_xticks(cx, classes, rotation=45, ha='right')
+    drops.set(ylabel='AP sim - AP real', title='drop per class (lower is better)')
+    drops.grid(axis='y', alpha=0.3)
+    drops.legend(fontsize=8)
+    return save_figure(fig, path)
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ REMEDIES: dict[str, tuple[str, str]] = {
 }
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format='png')
@@ -98,12 +98,12 @@ def write_plots(out: Path, report: dict[str, Any], stats: dict[str, SetStatistic
                  f"mAP@.5 {report['drop']['mAP50']:+.3f}")
     ax.grid(axis='y', alpha=0.3)
     ax.legend()
-    written.append(_save(fig, out / 'detection.png'))
+    written.append(save_figure(fig, out / 'detection.png'))
 
     fig, axes = plt.subplots(1, len(IMAGE_STATISTICS), figsize=(4 * len(IMAGE_STATISTICS), 3.6), dpi=100)
     for ax, name in zip(axes, IMAGE_STATISTICS, strict=True):
         _histograms(ax, name, stats, report, log_x=name == 'sharpness')
-    written.append(_save(fig, out / 'images.png'))
+    written.append(save_figure(fig, out / 'images.png'))
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
     for c, (ax, channel) in enumerate(zip(axes, CHANNELS, strict=True)):
@@ -113,7 +113,7 @@ def write_plots(out: Path, report: dict[str, Any], stats: dict[str, SetStatistic
         ax.set(title=_title(f'colour_{channel}', report), xlabel='channel level', ylabel='fraction of pixels',
                xlim=(0, 255))
         ax.legend(fontsize=7)
-    written.append(_save(fig, out / 'colour.png'))
+    written.append(save_figure(fig, out / 'colour.png'))
 
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), dpi=100)
     _histograms(axes[0], 'box_area', stats, report, log_x=True)
@@ -129,7 +129,7 @@ def write_plots(out: Path, report: dict[str, Any], stats: dict[str, SetStatistic
     axes[3].set(title=f"class frequency (total variation {frequency['total_variation']:.2f})",
                 ylabel='fraction of boxes')
     axes[3].legend(fontsize=7)
-    written.append(_save(fig, out / 'boxes.png'))
+    written.append(save_figure(fig, out / 'boxes.png'))
     return written
 
 

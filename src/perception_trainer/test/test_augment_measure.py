@@ -45,5 +45,8 @@ def test_measure_trains_the_given_recipe_and_reports_each_policy(tmp_path: Path,
         assert trained['augment'] == name
         for key in ('mAP', 'mAP50'):
             assert row['drop'][key] == pytest.approx(row['sim'][key] - row['real'][key], abs=1e-4)
-        assert (Path(row['report'])).is_file()
+        assert Path(row['report']).is_file()
+        assert Path(row['bundle']).name == f'augment_{name}'
+        assert len(row['drop_per_class_AP']) == 10  # the generator's classes
+    assert (out / 'augment_measure.png').stat().st_size > 10_000
     assert '| strong |' in capsys.readouterr().out

@@ -11,10 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-out/augment_measure}
 WORK=/tmp/augment_measure
 mkdir -p "$OUT" "$WORK"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > "$OUT/gpu.txt" 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl_peers/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src/perception_core:$PWD/src/perception_trainer
-export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
+# shellcheck source=tools/device_peers_env.sh
+source tools/device_peers_env.sh
 cores=$(nproc)
 timeout "${LIMIT_S:-540}" python3 -m perception_trainer.augment_measure --out "$WORK" \
   --config config/train_default.yaml --device cuda --time-limit-minutes "${MINUTES:-2.8}" \

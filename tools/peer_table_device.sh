@@ -13,10 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-out/peers}
 STAGE=/tmp/peers_out
 mkdir -p "$OUT" "$STAGE"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > "$OUT/gpu.txt" 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl_peers/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src/perception_core:$PWD/src/perception_trainer:$PWD/src/perception_bench
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
+# shellcheck source=tools/device_peers_env.sh
+source tools/device_peers_env.sh
 # shellcheck disable=SC2086
 timeout "${LIMIT_S:-540}" python3 tools/peer_table.py --out "$STAGE" --minutes "${MINUTES:-5}" \
   --ours ${OURS:-resnet18 tiny:m} ${NO_YOLO:+--no-yolo} --ours-args "${OURS_ARGS:-}" > "$STAGE/peer_table.log" 2>&1 &

@@ -7,10 +7,8 @@ set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-out/train_step_profile}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > "$OUT/gpu.txt" 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl_peers/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src/perception_core:$PWD/src/perception_trainer
-export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
+# shellcheck source=tools/device_peers_env.sh
+source tools/device_peers_env.sh
 timeout "${LIMIT_S:-400}" python3 tools/train_step_profile.py --out "$OUT" "$@" > "$OUT/train_step_profile.log" 2>&1
 status=$?
 grep -v "^USDT" "$OUT/train_step_profile.log" | tail -60

@@ -30,17 +30,21 @@ import cv2
 import numpy as np
 
 from perception_core import atomic
+from perception_core.backends import BackendError
+from perception_core.bundle import BundleError
+from perception_core.interrupt import interrupted
 
 from .augment import POLICIES
 from .config import load_config
-from .export import export_bundle
+from .export import ExportError, export_bundle
 from .gap import measure_gap
 from .gap_report import COLOURS, plt, save_figure
-from .generate import generate_dataset, parse_size
+from .generate import RenderInterrupted, generate_dataset, parse_size
 from .readers import COCO_FILE
-from .train import train
+from .train import TRAINING_ERRORS, train
 
 log = logging.getLogger('perception_trainer.augment_measure')
+PROG = 'python -m perception_trainer.augment_measure'
 # (role, seed); seed 3 is the recipe's held-out seed, never trained on.
 SEEDS = {'train': 1, 'val': 2, 'test_sim': 3}
 # The shift of the 'real' copy: test_gap.py's blur / darken / JPEG, plus sensor noise.
@@ -85,6 +89,9 @@ def measure(out: Path, *, policies: Sequence[str], train_images: int, val_images
     ``config``: the recipe YAML the runs start from (``recipe`` on top of it); None: the trainer's
     defaults."""
     data = out / 'data'
+    for name in policies:  # a recipe that cannot train fails here, before minutes of rendering
+        load_config(path=config, overrides={**recipe, 'train_data': str(data / 'train'),
+                                            'val_data': str(data / 'val'), 'augment': name})
     train_set = _render(data / 'train', train_images, SEEDS['train'], render_size, workers)
     val_set = _render(data / 'val', val_images, SEEDS['val'], render_size, workers)
     sim = _render(data / 'test_sim', test_images, SEEDS['test_sim'], render_size, workers)
@@ -154,7 +161,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m perception_trainer.augment_measure', description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', required=True, type=Path, help='working directory: data, runs, reports')
     parser.add_argument('--policies', nargs='+', choices=POLICIES, default=['default', 'strong'])
@@ -185,9 +192,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not sep:
             parser.error(f'--recipe {item!r}: expected KEY=VALUE')
         recipe[key] = value
-    report = measure(args.out, policies=args.policies, train_images=args.train_images,
-                     val_images=args.val_images, test_images=args.test_images, render_size=args.render_size,
-                     workers=args.render_workers or 2, recipe=recipe, config=args.config)
+    try:
+        report = measure(args.out, policies=args.policies, train_images=args.train_images,
+                         val_images=args.val_images, test_images=args.test_images,
+                         render_size=args.render_size, workers=args.render_workers or 2, recipe=recipe,
+                         config=args.config)
+    except (*TRAINING_ERRORS, ExportError, BundleError, BackendError) as exc:
+        raise SystemExit(f'{PROG}: {exc}') from None
+    except RenderInterrupted as exc:
+        raise SystemExit(interrupted(PROG, str(exc))) from None
+    except KeyboardInterrupt:
+        raise SystemExit(interrupted(PROG, f'{args.out / "augment_measure.json"} holds the policies that '
+                                           'finished')) from None
     print(markdown(report), end='')
     print(f'report: {args.out / "augment_measure.json"}')
 

@@ -227,7 +227,9 @@ def load_config(args: argparse.Namespace | None = None, path: str | Path | None 
     try:
         return TrainConfig.model_validate(values)
     except ValidationError as exc:
-        problems = '; '.join(f'{".".join(str(p) for p in e["loc"]) or "recipe"}: {e["msg"]}'
+        # A check across keys has no key path; pydantic's 'Value error, ' says nothing to a user.
+        problems = '; '.join(': '.join(filter(None, ('.'.join(str(p) for p in e['loc']),
+                                                     e['msg'].removeprefix('Value error, '))))
                              for e in exc.errors())
         raise ConfigError(f'{" + ".join(sources) or "recipe"}: {problems}') from None
 

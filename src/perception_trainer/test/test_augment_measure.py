@@ -50,3 +50,13 @@ def test_measure_trains_the_given_recipe_and_reports_each_policy(tmp_path: Path,
         assert len(row['drop_per_class_AP']) == 10  # the generator's classes
     assert (out / 'augment_measure.png').stat().st_size > 10_000
     assert '| strong |' in capsys.readouterr().out
+
+
+def test_a_recipe_that_cannot_train_fails_before_any_rendering(tmp_path: Path) -> None:
+    out = tmp_path / 'augment'
+    with pytest.raises(SystemExit) as ended:
+        augment_measure.main(['--out', str(out), '--recipe', 'photometric_on=device'])
+    assert str(ended.value) == ('python -m perception_trainer.augment_measure: recipe: photometric_on '
+                                "device is built for the default augmentation policy only, not 'strong': "
+                                'use photometric_on loader or auto')
+    assert not out.exists()

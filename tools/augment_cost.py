@@ -22,8 +22,6 @@ from perception_core.bundle import InputSpec
 from perception_trainer import augment
 from perception_trainer.generate import generate_dataset
 
-BUILDERS = {'default': augment._default, 'strong': augment._strong}
-
 
 def members(transforms: list[A.BasicTransform]) -> list[tuple[A.BasicTransform, float]]:
     """Each transform with its chance of applying to a sample (a OneOf's members share its chance)."""
@@ -38,7 +36,7 @@ def members(transforms: list[A.BasicTransform]) -> list[tuple[A.BasicTransform, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--policy', choices=sorted(BUILDERS), default='strong')
+    parser.add_argument('--policy', choices=[p for p in augment.POLICIES if p != 'none'], default='strong')
     parser.add_argument('--size', default='320x256', help='network input WxH')
     parser.add_argument('--frames', type=int, default=24)
     parser.add_argument('--rounds', type=int, default=5)
@@ -51,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = InputSpec(name='images', height=height, width=width)
     total = 0.0
     print(f'{"transform":18s} {"ms per call":>11s} {"chance":>7s} {"ms per sample":>13s}')
-    for transform, chance in members(BUILDERS[args.policy](spec)):
+    composed = augment.policy(args.policy, spec)
+    assert composed is not None
+    for transform, chance in members(list(composed.transforms)):
         transform.p = 1.0
         alone = A.Compose([transform], bbox_params=A.BboxParams(format='pascal_voc', label_fields=['labels']))
         for frame in frames[:4]:  # warm-up

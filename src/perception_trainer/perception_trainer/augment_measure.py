@@ -9,8 +9,9 @@ mAP on the synthetic and on the shifted set, and the drop between them, overall 
 (``augment_measure.png``).
 
     python -m perception_trainer.augment_measure --out runs/augment --device cuda --epochs 30
-    python -m perception_trainer.augment_measure --out runs/augment --config config/train_default.yaml \
-        --time-limit-minutes 3   # the shipped recipe, each policy three minutes
+    python -m perception_trainer.augment_measure --out runs/augment --config config/train_default.yaml
+
+The second trains the shipped recipe; ``--time-limit-minutes 3`` gives each policy three minutes.
 
 A tiny budget (``--train-images 40 --epochs 1``) only proves the pipeline runs; it measures nothing.
 """
@@ -89,23 +90,23 @@ def measure(out: Path, *, policies: Sequence[str], train_images: int, val_images
     ``config``: the recipe YAML the runs start from (``recipe`` on top of it); None: the trainer's
     defaults."""
     data = out / 'data'
-    for name in policies:  # a recipe that cannot train fails here, before minutes of rendering
-        load_config(path=config, overrides={**recipe, 'train_data': str(data / 'train'),
-                                            'val_data': str(data / 'val'), 'augment': name})
-    train_set = _render(data / 'train', train_images, SEEDS['train'], render_size, workers)
+    # Every policy's recipe first: one that cannot train fails here, before minutes of rendering.
+    configs = {name: load_config(path=config, overrides={**recipe, 'train_data': str(data / 'train'),
+                                                         'val_data': str(data / 'val'), 'augment': name,
+                                                         'out': str(out / name / 'run')})
+               for name in policies}
+    _render(data / 'train', train_images, SEEDS['train'], render_size, workers)
     val_set = _render(data / 'val', val_images, SEEDS['val'], render_size, workers)
     sim = _render(data / 'test_sim', test_images, SEEDS['test_sim'], render_size, workers)
     real = shifted_copy(sim, data / 'test_real')
+    results: dict[str, Any] = {}
     report = {'config': str(config) if config else None, 'recipe': recipe, 'render_size': list(render_size),
               'images': {'train': train_images, 'val': val_images, 'test': test_images},
               'shift': {'blur_sigma': BLUR_SIGMA, 'darken': DARKEN, 'noise_sigma': NOISE_SIGMA,
-                        'jpeg_quality': JPEG_QUALITY}}
-    results: dict[str, Any] = {}
-    for name in policies:
+                        'jpeg_quality': JPEG_QUALITY},
+              'policies': results}
+    for name, cfg in configs.items():
         run = out / name
-        cfg = load_config(path=config, overrides={**recipe, 'train_data': str(train_set),
-                                                  'val_data': str(val_set), 'augment': name,
-                                                  'out': str(run / 'run')})
         started = time.perf_counter()
         best = train(cfg)
         seconds = time.perf_counter() - started
@@ -118,10 +119,10 @@ def measure(out: Path, *, policies: Sequence[str], train_images: int, val_images
                          'drop_per_class_AP': gap['drop']['per_class_AP'],
                          'report': str(run / 'gap' / 'gap.md')}
         # Written after each policy: a run cut short keeps the policies it finished.
-        atomic.write_json(out / 'augment_measure.json', {**report, 'policies': results})
-        atomic.write_text(out / 'augment_measure.md', markdown({**report, 'policies': results}))
+        atomic.write_json(out / 'augment_measure.json', report)
+        atomic.write_text(out / 'augment_measure.md', markdown(report))
         write_plot(out / 'augment_measure.png', results)
-    return {**report, 'policies': results}
+    return report
 
 
 def write_plot(path: Path, policies: dict[str, Any]) -> Path:
@@ -173,11 +174,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The training budget, the same for every policy; any other recipe key via --recipe. Without
     # --config the trainer's defaults apply, with it the file's; these options override either.
     parser.add_argument('--config', type=Path, default=None, help='recipe YAML the runs start from')
-    parser.add_argument('--epochs', type=int, default=None, help='(default: 30 without --config)')
+    without = {k: f'(default: {v} without --config)' for k, v in BUDGET_WITHOUT_CONFIG.items()}
+    parser.add_argument('--epochs', type=int, default=None, help=without['epochs'])
     parser.add_argument('--time-limit-minutes', type=float, default=None)
-    parser.add_argument('--batch-size', type=int, default=None, help='(default: 32 without --config)')
+    parser.add_argument('--batch-size', type=int, default=None, help=without['batch_size'])
     parser.add_argument('--workers', type=int, default=None,
-                        help='data loader processes (default: 2 without --config)')
+                        help=f'data loader processes {without["workers"]}')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
     parser.add_argument('--recipe', nargs='*', default=[], metavar='KEY=VALUE',
                         help='further perception-train keys, e.g. input_height=128 input_width=160')

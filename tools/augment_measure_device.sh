@@ -18,10 +18,7 @@ timeout "${LIMIT_S:-540}" python3 -m perception_trainer.augment_measure --out "$
   --config config/train_default.yaml --device cuda --time-limit-minutes "${MINUTES:-2.8}" \
   --render-workers "$cores" "$@" > "$OUT/augment_measure.log" 2>&1 &
 measure=$!
-while kill -0 "$measure" 2>/dev/null; do  # a call cut short still brings back the finished policies
-  cp "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$WORK"/augment_measure.png "$OUT/" 2>/dev/null
-  sleep 10
-done
+follow "$measure" "$OUT" "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$WORK"/augment_measure.png
 wait "$measure"; status=$?
 cp "$WORK"/augment_measure.json "$WORK"/augment_measure.md "$WORK"/augment_measure.png "$OUT/" 2>/dev/null
 tar -czf "$OUT/gap_reports.tar.gz" -C "$WORK" --exclude='./*/augment_*' --exclude='*/run/*.pt' \

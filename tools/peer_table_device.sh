@@ -19,10 +19,7 @@ source tools/device_peers_env.sh
 timeout "${LIMIT_S:-540}" python3 tools/peer_table.py --out "$STAGE" --minutes "${MINUTES:-5}" \
   --ours ${OURS:-resnet18 tiny:m} ${NO_YOLO:+--no-yolo} --ours-args "${OURS_ARGS:-}" > "$STAGE/peer_table.log" 2>&1 &
 table=$!
-while kill -0 "$table" 2>/dev/null; do
-  [[ -f $STAGE/peers.json ]] && cp "$STAGE/peers.json" "$OUT/"
-  sleep 10
-done
+follow "$table" "$OUT" "$STAGE/peers.json"
 wait "$table"; status=$?
 cp "$STAGE"/peers.json "$STAGE"/table.md "$STAGE"/pareto.png "$OUT/" 2>/dev/null
 tar -czf "$OUT/peers.tar.gz" -C "$STAGE" .

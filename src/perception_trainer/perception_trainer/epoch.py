@@ -18,6 +18,7 @@ from perception_core import coco_metrics
 from perception_core.bundle import InputSpec
 from perception_core.coco_metrics import Metrics
 from perception_core.decode import Thresholds
+from perception_core.interrupt import stop_on_ctrl_c
 
 from . import distributed, photometric
 from .architectures import Architecture
@@ -129,8 +130,8 @@ def train_one_epoch(net: torch.nn.Module, state: TrainingState, loader: DataLoad
     names: list[str] = []  # the loss parts, in the order arch.loss returns them
     sums = torch.zeros(0, device=device)
     lr = state.optimizer.param_groups[0]['lr']
-    bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', unit='batch', disable=not show,
-               dynamic_ncols=True)
+    bar = tqdm(stop_on_ctrl_c(loader), total=steps, desc=f'epoch {epoch + 1}/{cfg.epochs}', unit='batch',
+               disable=not show, dynamic_ncols=True)
     for step, batch in enumerate(bar):
         lr = state.optimizer.param_groups[0]['lr']
         images = batch['image'].to(device, non_blocking=True)
@@ -160,7 +161,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, run: Run) -> tuple[floa
     thresholds = Thresholds(cfg.eval_score_threshold, VALIDATION_NMS, 100)
     loss_sum = torch.zeros(2, device=device)
     found: dict[int, Any] = {}
-    for batch in loader:
+    for batch in stop_on_ctrl_c(loader):
         images = normalise(batch['image'].to(device, non_blocking=True), run.spec)
         targets = batch_targets(batch, run)
         with autocast(cfg, device):

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from torch.utils.tensorboard import SummaryWriter
 
 from perception_core import atomic
-from perception_core.interrupt import interrupted
+from perception_core.interrupt import ctrl_c_remembered, interrupted, leave_to_parent
 
 from . import backbones, checkpoint, distributed, photometric
 from .annotations import DatasetError, LabelledSet, Sample
@@ -96,7 +96,8 @@ def _loader(dataset: DetectionDataset, cfg: TrainConfig, process: distributed.Pr
         sampler = SequentialSampler(dataset)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         drop_last=train and len(dataset) >= cfg.batch_size * process.world,
-                        pin_memory=device.type == 'cuda', collate_fn=collate)
+                        pin_memory=device.type == 'cuda', collate_fn=collate,
+                        worker_init_fn=leave_to_parent)
     return loader, sampler if process.distributed else None
 
 
@@ -147,7 +148,8 @@ def train(cfg: TrainConfig) -> Path:
     started = time.perf_counter()
     process = distributed.start(device_type(cfg.device))
     try:
-        return _train(cfg, process, started)
+        with ctrl_c_remembered():
+            return _train(cfg, process, started)
     finally:
         distributed.stop(process)
 

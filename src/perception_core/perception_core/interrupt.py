@@ -50,8 +50,9 @@ class _CtrlC:
     Torch's DataLoader breaks where KeyboardInterrupt lands inside it: in an at-fork hook (logging
     registers one) Python prints it and drops it, so training goes on; half-way through starting
     its workers it leaves an iterator whose clean-up prints a traceback; half-way through receiving
-    a batch it drops a worker's connection, and the worker prints that. So while the loader starts
-    or hands over a batch, and during any fork, the signal is only remembered, and
+    a batch it drops a worker's connection, and the worker prints that; in the finalizers that run
+    as the workers are joined, Python drops it again. So while the loader starts, hands over a
+    batch or stops, and during any fork, the signal is only remembered, and
     :func:`stop_on_ctrl_c` raises it once the batch is in; a second Ctrl-C (a stuck loader) raises at
     once. A forked worker inherits this handler and leaves the signal to its parent, which stops it
     (:func:`leave_to_parent` as ``worker_init_fn`` then ignores it for good)."""
@@ -123,8 +124,9 @@ def stop_on_ctrl_c(items: Iterable[T]) -> Iterator[T]:
         while True:
             with CTRL_C.loader_working():
                 item = next(iterator, end)
-            if item is end:
-                return
+                if item is end:
+                    del iterator  # the workers are joined and their finalizers run here, held too
+                    return
             yield cast(T, item)
     except RuntimeError:
         if CTRL_C.seen:

@@ -78,6 +78,30 @@ def test_a_ctrl_c_while_a_loader_starts_waits_until_it_stands():
     assert stood == [True]
 
 
+def test_a_ctrl_c_while_the_loader_stops_waits_until_it_has(monkeypatch: pytest.MonkeyPatch):
+    """The finalizers that run as an exhausted loader lets go of its workers are places where
+    Python prints an exception and drops it."""
+    dropped: list[object] = []
+    monkeypatch.setattr(sys, 'unraisablehook', dropped.append)
+    stopped = []
+
+    class Stopping:  # what a DataLoader's iterator does as it goes
+        def __next__(self):
+            raise StopIteration
+
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+            stopped.append(True)
+
+    class Loader:
+        def __iter__(self):
+            return Stopping()
+
+    with pytest.raises(KeyboardInterrupt), ctrl_c_remembered():
+        list(stop_on_ctrl_c(Loader()))
+    assert stopped == [True] and dropped == []
+
+
 def test_a_second_ctrl_c_ends_a_stuck_loader_at_once():
     reached = []
 

@@ -1,9 +1,13 @@
-"""Ctrl-C at random moments of a real training run, many times: what ``test_train``'s Ctrl-C test
-does once. Each run trains on 12 rendered frames with 2 loader processes, gets SIGINT to its
-process group 0-1.5 s after its first epoch is recorded, and counts as clean when it exits 130 with
-no traceback; a run still going 60 s later lost the Ctrl-C. Numbers go to the trainer README.
+"""Ctrl-C at random moments of real runs, many times: what the Ctrl-C tests do once.
 
-    tools/in_env.sh python tools/ctrl_c_stress.py --runs 100 --out /tmp/ctrl_c
+``--command train``: each run trains on 12 rendered frames with 2 loader processes and gets SIGINT
+to its process group 0-1.5 s after its first epoch is recorded. ``--command synth``: each run
+renders 400 frames with 2 spawned processes and gets SIGINT 0-2.5 s after it starts (the workers
+import for about a second). A run is clean when it exits 130 with no traceback; one still going
+60 s later lost the Ctrl-C; one SIGINT ended by its default action got it before the interpreter
+had installed its handler (as any Python program would). Numbers go to the trainer README.
+
+    tools/in_env.sh python tools/ctrl_c_stress.py --runs 100 --out /tmp/ctrl_c [--command synth]
 """
 
 from __future__ import annotations
@@ -24,18 +28,23 @@ from perception_trainer.readers import COCO_FILE
 
 TRAIN = ('--epochs', '200', '--workers', '2', '--input-height', '96', '--input-width', '128',
          '--batch-size', '4', '--device', 'cpu')
+SYNTH = ('--num-images', '400', '--seed', '1', '--workers', '2')
+LATEST_CTRL_C_S = {'train': 1.5, 'synth': 2.5}
 
 
-def one_run(data: Path, out: Path, delay_s: float) -> str:
-    """-> 'clean', 'traceback', 'exit N' or 'lost' (still training after the Ctrl-C)."""
+def one_run(command: str, data: Path, out: Path, delay_s: float) -> str:
+    """-> 'clean', 'traceback', 'exit N', 'killed at start-up' or 'lost' (still going after the
+    Ctrl-C)."""
+    args = (['perception_trainer.train', '--train-data', str(data), '--val-data', str(data), '--out',
+             str(out), *TRAIN] if command == 'train' else
+            ['perception_trainer.generate', '--out', str(out), *SYNTH])
     process = subprocess.Popen(
-        [sys.executable, '-m', 'perception_trainer.train', '--train-data', str(data), '--val-data',
-         str(data), '--out', str(out), *TRAIN],
+        [sys.executable, '-m', *args],
         env={**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '2'}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # as a terminal would: under a background shell job SIGINT is ignored, and children inherit it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
-    while not (out / 'history.json').exists() and process.poll() is None:
+    while command == 'train' and not (out / 'history.json').exists() and process.poll() is None:
         time.sleep(0.05)
     time.sleep(delay_s)
     os.killpg(process.pid, signal.SIGINT)
@@ -45,9 +54,12 @@ def one_run(data: Path, out: Path, delay_s: float) -> str:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return 'lost'
+    if process.returncode == -signal.SIGINT:  # no handler yet: Python itself was starting
+        return 'killed at start-up'
     if process.returncode != 130:
         return f'exit {process.returncode}'
     if 'Traceback' in output:
+        out.mkdir(parents=True, exist_ok=True)
         (out / 'output.log').write_text(output)
         return 'traceback'
     return 'clean'
@@ -55,17 +67,19 @@ def one_run(data: Path, out: Path, delay_s: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--command', choices=sorted(LATEST_CTRL_C_S), default='train')
     parser.add_argument('--runs', type=int, default=100)
     parser.add_argument('--out', type=Path, required=True)
     parser.add_argument('--seed', type=int, default=0, help='of the Ctrl-C delays')
     args = parser.parse_args()
     data = args.out / 'set'
-    if not (data / COCO_FILE).exists():
+    if args.command == 'train' and not (data / COCO_FILE).exists():
         generate_dataset(data, 12, seed=5, workers=1, progress=False)
     delays = random.Random(args.seed)
     outcomes = collections.Counter()
     for run in range(args.runs):
-        outcome = one_run(data, args.out / f'run{run}', delays.uniform(0.0, 1.5))
+        outcome = one_run(args.command, data, args.out / f'run{run}',
+                          delays.uniform(0.0, LATEST_CTRL_C_S[args.command]))
         outcomes[outcome] += 1
         print(f'run {run + 1}/{args.runs}: {outcome}', flush=True)
     (args.out / 'outcomes.json').write_text(json.dumps(dict(outcomes), indent=1) + '\n')

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing import resource_tracker
 from typing import Any, TypeVar, cast
 
 T = TypeVar('T')
@@ -28,6 +29,21 @@ def leave_to_parent(*_: object) -> None:
     process group, and the parent, which stops the workers, reports it once, instead of a traceback
     from every worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def starting_workers() -> Iterator[None]:
+    """Processes started within begin with Ctrl-C blocked, a mask they keep across exec: a spawned
+    worker takes seconds to import before its initializer (:func:`leave_to_parent`) runs, and a
+    Ctrl-C then would print its traceback. Here a Ctrl-C waits until the block ends, and is raised
+    there."""
+    # The first spawn starts multiprocessing's resource tracker, and unblocks SIGINT after that.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def on_ctrl_c(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -5,13 +5,15 @@ child process so the at-fork hooks stay out of pytest's."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from perception_core.interrupt import ctrl_c_remembered, stop_on_ctrl_c
+from perception_core.interrupt import ctrl_c_remembered, starting_workers, stop_on_ctrl_c
 
 LOOP = '''
 import contextlib, os, signal, sys
@@ -127,3 +129,25 @@ def test_the_previous_handler_comes_back():
     with ctrl_c_remembered():
         assert signal.getsignal(signal.SIGINT) is not previous
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+def _spawned_workers_mask(inside: bool) -> set[signal.Signals]:
+    with starting_workers() if inside else contextlib.nullcontext():
+        pool = multiprocessing.get_context('spawn').Pool(1)  # as perception-synth renders
+    with pool:
+        return pool.apply(signal.pthread_sigmask, (signal.SIG_BLOCK, []))
+
+
+def test_workers_started_inside_begin_with_ctrl_c_blocked():
+    """So a Ctrl-C while a spawned worker imports, before its initializer, prints nothing there."""
+    assert signal.SIGINT in _spawned_workers_mask(True)
+    assert signal.SIGINT not in _spawned_workers_mask(False)
+
+
+def test_a_ctrl_c_while_workers_start_is_raised_after():
+    reached = []
+    with pytest.raises(KeyboardInterrupt), starting_workers():
+        signal.raise_signal(signal.SIGINT)
+        reached.append(True)
+    assert reached == [True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])

@@ -26,7 +26,7 @@ import cv2
 from tqdm import tqdm
 
 from perception_core import atomic
-from perception_core.interrupt import interrupted, leave_to_parent
+from perception_core.interrupt import interrupted, leave_to_parent, starting_workers
 from perception_core.synth import DEFAULT_CLASSES, check_classes, render_scene
 
 from .annotations import ImageRecord
@@ -82,8 +82,9 @@ def generate_dataset(out: str | Path, num_images: int, seed: int, *, size: tuple
             if workers == 1:
                 frames = map(job, range(num_images))
             else:
-                pool = stack.enter_context(multiprocessing.get_context('spawn').Pool(
-                    workers, initializer=leave_to_parent))
+                with starting_workers():
+                    pool = stack.enter_context(multiprocessing.get_context('spawn').Pool(
+                        workers, initializer=leave_to_parent))
                 frames = pool.imap(job, range(num_images), chunksize=8)
             for record in frames:
                 records.append(record)

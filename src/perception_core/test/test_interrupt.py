@@ -1,7 +1,8 @@
 """Ctrl-C in a training loop over a DataLoader: while it forks its workers Python drops the
-KeyboardInterrupt raised in an at-fork hook; while it starts them or hands over a batch, the
-interrupt leaves it half-built. The fork cases use a real DataLoader, real fork, real SIGINT, in a
-child process so the at-fork hooks stay out of pytest's."""
+KeyboardInterrupt raised in an at-fork hook; while it starts them, hands over a batch or lets them
+go, the interrupt leaves it half-built or is dropped again. The fork cases use a real DataLoader,
+real fork, real SIGINT, in a child process so the at-fork hooks stay out of pytest's. Last, spawned
+workers (perception-synth's) start with Ctrl-C blocked."""
 
 from __future__ import annotations
 

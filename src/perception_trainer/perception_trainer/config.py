@@ -235,12 +235,23 @@ def load_config(args: argparse.Namespace | None = None, path: str | Path | None 
 
 
 def parse_config(argv: Sequence[str] | None = None, prog: str = 'perception-train') -> TrainConfig:
+    return parse_command(argv, prog)[0]
+
+
+def parse_command(argv: Sequence[str] | None = None, prog: str = 'perception-train'
+                  ) -> tuple[TrainConfig, int]:
+    """perception-train's command line: -> the recipe and how many processes train it."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
+    parser.add_argument('--nproc-per-node', type=int, default=1, metavar='N',
+                        help='training processes on this machine, one per GPU (as torchrun starts '
+                        'them; --batch-size is per process); not a recipe key')
     args = parser.parse_args(argv)
+    if args.nproc_per_node < 1:
+        parser.error(f'--nproc-per-node: {args.nproc_per_node} is not a number of processes')
     try:
-        return load_config(args)
+        return load_config(args), args.nproc_per_node
     except ConfigError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -31,15 +32,16 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from torch.utils.tensorboard import SummaryWriter
 
 from perception_core import atomic
-from perception_core.interrupt import ctrl_c_remembered, interrupted, leave_to_parent
+from perception_core.interrupt import EXIT_INTERRUPTED, ctrl_c_remembered, interrupted, leave_to_parent
 
 from . import backbones, checkpoint, distributed, photometric
 from .annotations import DatasetError, LabelledSet, Sample
 from .architectures import ARCHITECTURES, Architecture, model_options
 from .checkpoint import TrainingState
 from .compilation import compiled_network
-from .config import ConfigError, TrainConfig, loader_workers, parse_config
+from .config import ConfigError, TrainConfig, loader_workers, parse_command
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
+from .launch import run_ranks
 from .readers import load_dataset
 from .schedule import Horizon, warmup_cosine
 from .training_data import DetectionDataset, collate
@@ -342,16 +344,21 @@ def saved_so_far(out: Path, going_on: str = '--resume continues from there') -> 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = parse_config(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg, processes = parse_command(argv)
     rank = int(os.environ.get('RANK', '0'))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    if processes > 1 and 'LOCAL_RANK' not in os.environ:  # the ranks run this again, as ranks
+        raise SystemExit(run_ranks(processes, argv))
     try:
         best = train(cfg)
     except TRAINING_ERRORS as exc:
         raise SystemExit(f'perception-train: {exc}') from None
     except KeyboardInterrupt:
-        raise SystemExit(interrupted('perception-train', saved_so_far(Path(cfg.out)))) from None
+        # Every rank is interrupted; the first says what the run kept.
+        raise SystemExit(interrupted('perception-train', saved_so_far(Path(cfg.out))) if rank == 0
+                         else EXIT_INTERRUPTED) from None
     if rank == 0:
         print(f'best checkpoint: {best}')
 

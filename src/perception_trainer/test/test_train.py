@@ -242,3 +242,35 @@ def test_torchrun_trains_on_two_cpu_processes_and_resumes_on_one(small_set: Path
     done = cli('train', *args, '--epochs', 3, '--resume')
     assert 'at epoch 3' in done.stderr and 'device cpu x1' in done.stderr
     assert [r['epoch'] for r in _history(out)] == [1, 2, 3]
+
+
+def test_nproc_per_node_ranks_stop_on_ctrl_c_with_one_line(small_set: Path, popen: Callable,
+                                                           tmp_path: Path) -> None:
+    """perception-train --nproc-per-node 2 (torchrun's agent in the process) and Ctrl-C to its
+    process group mid-run: exit 130, one line naming the checkpoint (rank 0's), no traceback (plain
+    torchrun's agent prints SignalException's and exits 1: tools/ctrl_c_stress.py --command torchrun)."""
+    out = tmp_path / 'run'
+    process = popen('train', '--nproc-per-node', 2, '--train-data', small_set, '--val-data', small_set,
+                    '--epochs', 200, '--workers', 1, '--out', out, *TINY)
+    deadline = time.monotonic() + 300
+    while not ((out / 'history.json').exists() and _history(out)) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ''
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 130, output[-3000:]
+    assert 'Traceback' not in output and 'device cpu x2' in output, output[-3000:]
+    saved = checkpoint.load(out / checkpoint.LAST)['epoch']
+    assert output.count('perception-train: interrupted') == 1, output[-3000:]
+    assert f'perception-train: interrupted; {out / checkpoint.LAST} holds epoch {saved}' in output
+
+
+def test_nproc_per_node_names_the_ranks_that_failed(cli: Callable, tmp_path: Path) -> None:
+    """Ranks that stop on bad input: their own line, then one naming them, exit 1, no traceback."""
+    done = cli('train', '--nproc-per-node', 2, '--train-data', tmp_path / 'nowhere', '--out', tmp_path / 'a',
+               *TINY, check=False)
+    assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-3000:]
+    assert f'perception-train: {tmp_path / "nowhere"}: no such data set' in done.stderr
+    assert 'perception-train: rank 0 exited 1, rank 1 exited 1 (what it said is above)' in done.stderr
+    bad = cli('train', '--nproc-per-node', 0, '--train-data', tmp_path, check=False)
+    assert bad.returncode == 2 and '--nproc-per-node: 0 is not a number of processes' in bad.stderr

@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from perception_core.interrupt import EXIT_INTERRUPTED
+from perception_core.interrupt import EXIT_INTERRUPTED, interrupted
 
 
 def run_ranks(processes: int, argv: Sequence[str]) -> int | str:
@@ -34,6 +34,8 @@ def run_ranks(processes: int, argv: Sequence[str]) -> int | str:
         torchrun.run(args)
     except SignalException as exc:  # Ctrl-C or a stop: the ranks got it too and said what they kept
         return 128 + int(exc.sigval)
+    except KeyboardInterrupt:  # before the agent had put its handler in: no rank had begun to train
+        return interrupted('perception-train')
     except ChildFailedError as exc:
         codes = {rank: failure.exitcode for rank, failure in sorted(exc.failures.items())}
         if set(codes.values()) == {EXIT_INTERRUPTED}:  # a rank was interrupted on its own

@@ -38,10 +38,10 @@ def run_ranks(processes: int, argv: Sequence[str]) -> int | str:
         return interrupted('perception-train')
     except ChildFailedError as exc:
         codes = {rank: failure.exitcode for rank, failure in sorted(exc.failures.items())}
-        if set(codes.values()) == {EXIT_INTERRUPTED}:  # a rank was interrupted on its own
-            return EXIT_INTERRUPTED
         # The agent stops the other ranks (SIGTERM) once one has failed: those are not the cause.
         own = {rank: code for rank, code in codes.items() if code != -signal.SIGTERM} or codes
+        if set(own.values()) == {EXIT_INTERRUPTED}:  # a rank was interrupted on its own
+            return EXIT_INTERRUPTED
         failed = ', '.join(f'rank {rank} ' + (f'exited {code}' if code >= 0 else
                                               f'was killed by {signal.Signals(-code).name}')
                            for rank, code in own.items())

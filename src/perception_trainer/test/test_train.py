@@ -11,6 +11,7 @@ import math
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +138,17 @@ def test_resume_after_a_kill_loses_at_most_the_epoch_in_progress(small_set: Path
     assert [r['epoch'] for r in _history(out)] == [1, 2, 3, 4]
 
 
+def _ctrl_c_after_an_epoch(process: subprocess.Popen, out: Path) -> str:
+    """SIGINT to ``process``'s group, as a terminal sends it, once ``out`` records an epoch;
+    -> what the process printed until it ended."""
+    deadline = time.monotonic() + 300
+    while not ((out / 'history.json').exists() and _history(out)) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ''
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    return process.communicate(timeout=90)[0]
+
+
 def test_ctrl_c_ends_training_with_one_line_naming_what_was_saved(small_set: Path, popen: Callable,
                                                                   tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the trainer and its loader processes) mid-run: exit 130, no traceback, and
@@ -144,12 +156,7 @@ def test_ctrl_c_ends_training_with_one_line_naming_what_was_saved(small_set: Pat
     out = tmp_path / 'run'
     process = popen('train', '--train-data', small_set, '--val-data', small_set, '--epochs', 200,
                     '--workers', 2, '--out', out, *TINY)
-    deadline = time.monotonic() + 300
-    while not ((out / 'history.json').exists() and _history(out)) and time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ''
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    output = _ctrl_c_after_an_epoch(process, out)
     assert process.returncode == 130, output[-3000:]
     assert 'Traceback' not in output, output[-3000:]
     saved = checkpoint.load(out / checkpoint.LAST)['epoch']
@@ -253,12 +260,7 @@ def test_nproc_per_node_ranks_stop_on_ctrl_c_with_one_line(small_set: Path, pope
     out = tmp_path / 'run'
     process = popen('train', '--nproc-per-node', 2, '--train-data', small_set, '--val-data', small_set,
                     '--epochs', 200, '--workers', 1, '--out', out, *TINY)
-    deadline = time.monotonic() + 300
-    while not ((out / 'history.json').exists() and _history(out)) and time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ''
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)
-    output, _ = process.communicate(timeout=90)
+    output = _ctrl_c_after_an_epoch(process, out)
     assert process.returncode == 130, output[-3000:]
     assert 'Traceback' not in output and 'device cpu x2' in output, output[-3000:]
     saved = checkpoint.load(out / checkpoint.LAST)['epoch']

@@ -4,6 +4,7 @@ every optimiser step by a ``LambdaLR`` counting steps."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -25,6 +26,14 @@ class Horizon:
         more = int(max(seconds_left, 0.0) // max(seconds_per_epoch, 1e-9))
         self.epochs = max(epochs_done, min(cfg.epochs, epochs_done + more))
         return self.epochs
+
+
+def epoch_pace(epoch_seconds: Sequence[float]) -> float:
+    """Seconds an epoch ahead will take: the mean of the epochs after the first, which also starts
+    the loader, warms the caches and compiles the network (a pace that counted a compile planned a
+    fraction of the epochs that fit: bench/README.md); the first alone until another has run."""
+    later = epoch_seconds[1:] or epoch_seconds[:1]
+    return sum(later) / len(later)
 
 
 def lr_factor(progress: float, cfg: TrainConfig, epochs: float | None = None) -> float:

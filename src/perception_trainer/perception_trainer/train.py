@@ -43,7 +43,7 @@ from .config import ConfigError, TrainConfig, loader_workers, parse_command
 from .epoch import NonFiniteLoss, Run, evaluate, train_one_epoch
 from .launch import run_ranks
 from .readers import load_dataset
-from .schedule import Horizon, warmup_cosine
+from .schedule import Horizon, epoch_pace, warmup_cosine
 from .training_data import DetectionDataset, collate
 from .versions import versions
 from .weight_average import WeightAverage
@@ -271,6 +271,7 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
     writer = SummaryWriter(str(out / 'tensorboard')) if process.main else None
 
     loop_started, epoch = time.perf_counter(), start_epoch
+    epoch_seconds: list[float] = []  # each epoch's, the validation before it included
     while epoch < horizon.epochs:
         train_data.epoch = epoch
         if train_sampler is not None:
@@ -284,8 +285,9 @@ def _train(cfg: TrainConfig, process: distributed.Process, started: float) -> Pa
         if cfg.time_limit_minutes > 0:
             # elapsed and pace agreed by every process (their mean), so all stop after the same epoch
             now = time.perf_counter()
+            epoch_seconds.append(now - loop_started - sum(epoch_seconds))
             elapsed, pace = (float(v) for v in distributed.mean(process, torch.tensor(
-                [elapsed_before + now - started, (now - loop_started) / (epoch + 1 - start_epoch)],
+                [elapsed_before + now - started, epoch_pace(epoch_seconds)],
                 dtype=torch.float64, device=run.device)))
             if cfg.fit_schedule:  # the epochs this pace (last validation included) fits in the time left
                 left = cfg.time_limit_minutes * 60 - elapsed

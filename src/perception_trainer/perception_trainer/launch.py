@@ -19,8 +19,9 @@ from perception_core.interrupt import EXIT_INTERRUPTED, interrupted
 
 
 def run_ranks(processes: int, argv: Sequence[str]) -> int | str:
-    """Train ``argv`` (perception-train's options, without ``--nproc-per-node``) in ``processes``
-    ranks on this machine; -> the exit status, or the line to exit with."""
+    """Train ``argv`` (perception-train's options; a rank, started with torchrun's LOCAL_RANK set,
+    ignores their ``--nproc-per-node``) in ``processes`` ranks on this machine; -> the exit status,
+    or the line to exit with."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -32,7 +33,7 @@ def run_ranks(processes: int, argv: Sequence[str]) -> int | str:
                                 '-m', 'perception_trainer.train', *argv])
     try:
         torchrun.run(args)
-    except SignalException as exc:  # Ctrl-C or a stop: the ranks got it too and said what they kept
+    except SignalException as exc:  # Ctrl-C or a stop, handed on to the ranks, which said what they kept
         return 128 + int(exc.sigval)
     except KeyboardInterrupt:  # before the agent had put its handler in: no rank had begun to train
         return interrupted('perception-train')

@@ -5,7 +5,8 @@
 #   run  carry=[".whl_peers"]  command="bash tools/compile_measure_device.sh"
 # Renders TRAIN_IMAGES training frames (seed 1) and 500 validation frames (seed 2), then trains
 # config/train_default.yaml for MINUTES (the schedule fitted to it) once per value of COMPILES on
-# the same data, and prints compile_measure.json: epochs, median images/s, the last and best mAP.
+# the same data, and prints compile_measure.json (perception_bench.scaling.summarise_run of each
+# run: images/s after the first epoch, every epoch's mAP, the last validation's).
 # Extra arguments go to every perception-train run.
 set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,20 +30,13 @@ for mode in $COMPILES; do
   cp "$WORK/run_$mode/history.json" "$OUT/history_$mode.json" 2>/dev/null
 done
 python3 - "$OUT" $COMPILES <<'EOF'
-import json, statistics, sys
+import json, sys
 from pathlib import Path
-out, summary = Path(sys.argv[1]), {}
-for mode in sys.argv[2:]:
-    path = out / f'history_{mode}.json'
-    if not path.is_file():
-        summary[mode] = None
-        continue
-    history = json.loads(path.read_text())
-    scored = [h['mAP'] for h in history if 'mAP' in h]
-    summary[mode] = {'epochs': len(history), 'elapsed_s': history[-1]['elapsed_s'],
-                     'median_images_per_s': statistics.median(h['images_per_s'] for h in history),
-                     'first_epoch_images_per_s': history[0]['images_per_s'],
-                     'last_mAP': scored[-1] if scored else None, 'best_mAP': max(scored, default=None)}
+from perception_bench.scaling import summarise_run
+out = Path(sys.argv[1])
+histories = {mode: out / f'history_{mode}.json' for mode in sys.argv[2:]}
+summary = {mode: summarise_run(json.loads(path.read_text()), gpus=1) if path.is_file() else None
+           for mode, path in histories.items()}
 (out / 'compile_measure.json').write_text(json.dumps(summary, indent=1))
 print(json.dumps(summary, indent=1))
 EOF

@@ -29,6 +29,12 @@ class Process:
         return self.world > 1
 
 
+def is_rank() -> bool:
+    """Started as one of torchrun's processes (or perception-train --nproc-per-node's, the same
+    agent), which set WORLD_SIZE in each one's environment."""
+    return 'WORLD_SIZE' in os.environ
+
+
 def start(device_kind: str) -> Process:
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world == 1:

@@ -19,9 +19,9 @@ from perception_core.interrupt import EXIT_INTERRUPTED, interrupted
 
 
 def run_ranks(processes: int, argv: Sequence[str]) -> int | str:
-    """Train ``argv`` (perception-train's options; a rank, started with torchrun's LOCAL_RANK set,
-    ignores their ``--nproc-per-node``) in ``processes`` ranks on this machine; -> the exit status,
-    or the line to exit with."""
+    """Train ``argv`` (perception-train's options; a rank, ``distributed.is_rank()``, ignores their
+    ``--nproc-per-node``) in ``processes`` ranks on this machine; -> the exit status, or the line to
+    exit with."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

@@ -351,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rank = int(os.environ.get('RANK', '0'))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    if processes > 1 and 'LOCAL_RANK' not in os.environ:  # the ranks run this again, as ranks
+    if processes > 1 and not distributed.is_rank():  # the ranks run this again, as ranks
         raise SystemExit(run_ranks(processes, argv))
     try:
         best = train(cfg)
